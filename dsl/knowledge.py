@@ -1,0 +1,202 @@
+"""Knowledge tables: typed columns loaded from CSV or Parquet next to the rule file.
+
+A bad cell is reported with file, row and column; the table is still loaded from its good rows so
+one typo does not hide every other problem, but the ruleset is refused while errors remain.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import ast
+from .diagnostics import Diagnostic
+from .units import parse_quantity, unit_of
+
+COLUMN_TYPES = ("text", "number", "date", "quantity", "list", "bool")
+ROLES = ("id", "text", "source", "effective_from", "effective_to")
+MATCH_KINDS = ("exact", "prefix")
+_LIST_SEPARATORS = (";", "；", "|", ",", "，", "、")
+_MAX_ERRORS_PER_TABLE = 20
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # one of COLUMN_TYPES
+    unit: str | None  # default unit of a quantity column
+    role: str | None
+
+
+class KnowledgeTable:
+    """Rows plus an index from key value (or key prefix) to row numbers."""
+
+    def __init__(self, name: str, path: str, columns: tuple[Column, ...], key: str, match: str,
+                 rows: list[dict], row_numbers: list[int]):
+        self.name = name
+        self.path = path
+        self.columns = {c.name: c for c in columns}
+        self.key = key
+        self.match = match
+        self.rows = tuple(rows)
+        self.row_numbers = tuple(row_numbers)  # file row of each row, for citations
+        self._index: dict[str, list[int]] = {}
+        for i, row in enumerate(self.rows):
+            k = row.get(key)
+            if k is not None:
+                self._index.setdefault(k, []).append(i)
+        self._prefix_lengths = sorted({len(k) for k in self._index}) if match == "prefix" else []
+
+    def role_column(self, role: str) -> str | None:
+        for c in self.columns.values():
+            if c.role == role:
+                return c.name
+        return None
+
+    def matches(self, value) -> list[int]:
+        """Row numbers whose key matches ``value`` (equal, or a prefix of it), in file order."""
+        if value is None:
+            return []
+        value = str(value)
+        if self.match == "exact":
+            return self._index.get(value, [])
+        hits: list[int] = []
+        for n in self._prefix_lengths:
+            if n > len(value):
+                break
+            hits.extend(self._index.get(value[:n], ()))
+        return sorted(hits)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def columns_of(decl: ast.TableDecl) -> tuple[list[Column], list[Diagnostic]]:
+    cols, diags = [], []
+    for c in decl.columns:
+        base, arg = c.type.base, c.type.arg
+        if base not in COLUMN_TYPES:
+            diags.append(Diagnostic("bad_attribute_value", f"column type '{base}' is not one of {', '.join(COLUMN_TYPES)}",
+                                    c.type.span))
+            continue
+        unit = None
+        if base == "quantity" and arg is not None:
+            if unit_of(arg) is None:
+                diags.append(Diagnostic("unknown_unit", f"unknown unit '{arg}'", c.type.span))
+                continue
+            unit = arg
+        elif base == "list" and arg not in (None, "text"):
+            diags.append(Diagnostic("bad_attribute_value", "a list column holds text: write 'list text'", c.type.span))
+        elif base not in ("quantity", "list") and arg is not None:
+            diags.append(Diagnostic("bad_attribute_value", f"type '{base}' takes no argument ('{arg}')", c.type.span))
+        if c.role is not None and c.role not in ROLES:
+            diags.append(Diagnostic("bad_attribute_value", f"column role '{c.role}' is not one of {', '.join(ROLES)}",
+                                    c.role_span))
+        if c.is_key and c.match not in MATCH_KINDS:
+            diags.append(Diagnostic("bad_attribute_value", f"key match '{c.match}' must be exact or prefix", c.match_span))
+        cols.append(Column(c.name, base, unit, c.role))
+    return cols, diags
+
+
+def load_table(decl: ast.TableDecl, base_dir: Path) -> tuple[KnowledgeTable | None, list[Diagnostic]]:
+    cols, diags = columns_of(decl)
+    keys = [c for c in decl.columns if c.is_key]
+    if len(keys) != 1:
+        diags.append(Diagnostic("missing_attribute", f"table '{decl.name}' needs exactly one key column "
+                                f"(found {len(keys)})", decl.span))
+        return None, diags
+    if any(d.is_error for d in diags):
+        return None, diags
+    path = (base_dir / decl.path).resolve()
+    if not path.exists():
+        return None, diags + [Diagnostic("table_file_missing", f"knowledge table file '{decl.path}' not found "
+                                          f"(looked in {base_dir})", decl.path_span)]
+    try:
+        header, raw_rows, first_row = _read_raw(path)
+    except Exception as e:  # unreadable file: report it, never a traceback
+        return None, diags + [Diagnostic("table_bad_value", f"cannot read '{decl.path}': {e}", decl.path_span)]
+    missing = [c.name for c in cols if c.name not in header]
+    if missing:
+        return None, diags + [Diagnostic(
+            "table_missing_column",
+            f"'{decl.path}' has no column {', '.join(repr(m) for m in missing)} (it has: {', '.join(header)})",
+            decl.path_span)]
+    rows, numbers, errors = [], [], 0
+    for offset, raw in enumerate(raw_rows):
+        file_row = first_row + offset
+        row, bad = {}, False
+        for c in cols:
+            value, why = convert_cell(raw.get(c.name), c)
+            if why:
+                bad = True
+                errors += 1
+                if errors <= _MAX_ERRORS_PER_TABLE:
+                    diags.append(Diagnostic("table_bad_value", f"{path.name} row {file_row}, column '{c.name}': {why}",
+                                            ast.Span(str(path), file_row, 1, file_row, 2)))
+            row[c.name] = value
+        if not bad:
+            rows.append(row)
+            numbers.append(file_row)
+    if errors > _MAX_ERRORS_PER_TABLE:
+        diags.append(Diagnostic("table_bad_value", f"{path.name}: {errors - _MAX_ERRORS_PER_TABLE} more bad cells "
+                                "not shown", decl.path_span))
+    key = keys[0]
+    return KnowledgeTable(decl.name, str(path), tuple(cols), key.name, key.match, rows, numbers), diags
+
+
+def _read_raw(path: Path) -> tuple[list[str], list[dict], int]:
+    """Header, rows as dicts of text/typed cells, and the file row number of the first data row."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+        table = pq.read_table(path)
+        return table.column_names, table.to_pylist(), 1
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        return header, list(reader), 2
+
+
+def convert_cell(value, col: Column):
+    """Cell -> typed value, or (None, reason). Empty cells are null, not errors."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    t = col.type
+    if t == "text":
+        return str(value).strip(), None
+    if t == "number":
+        if isinstance(value, (int, float)):
+            return value, None
+        try:
+            return float(str(value).strip()), None
+        except ValueError:
+            return None, f"'{value}' is not a number"
+    if t == "date":
+        if isinstance(value, dt.date):
+            return (value.date() if isinstance(value, dt.datetime) else value), None
+        try:
+            return dt.date.fromisoformat(str(value).strip()), None
+        except ValueError:
+            return None, f"'{value}' is not a date (YYYY-MM-DD)"
+    if t == "quantity":
+        q = parse_quantity(str(value), col.unit)
+        if q is None:
+            return None, f"'{value}' is not a quantity" + (f" (a number in {col.unit} or a number with a unit)" if col.unit
+                                                            else " (a number with a unit, e.g. 4g)")
+        return q, None
+    if t == "list":
+        if isinstance(value, (list, tuple)):
+            return tuple(str(v).strip() for v in value), None
+        s = str(value)
+        for sep in _LIST_SEPARATORS[1:]:
+            s = s.replace(sep, ";")
+        return tuple(p.strip() for p in s.split(";") if p.strip()), None
+    if t == "bool":
+        s = str(value).strip().lower()
+        if s in ("1", "true", "是", "y", "yes"):
+            return True, None
+        if s in ("0", "false", "否", "n", "no"):
+            return False, None
+        return None, f"'{value}' is not a yes/no value"
+    return None, f"unsupported type {t}"

@@ -1,0 +1,218 @@
+"""The ``claimaudit`` command: check, test, audit, screen.
+
+User mistakes (bad rule file, bad claims file, bad request) end with a clear message and a
+non-zero exit status, never a traceback. Console output names rows and fields, never patients.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from claimaudit.dsl.ruleset import Ruleset, load_ruleset
+
+from .findings import FINDING_SCHEMA, INSUFFICIENT, VIOLATION, to_3101_result
+from .reference import ReferenceEngine
+from .testing import run_examples
+
+EXIT_OK, EXIT_FINDINGS_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _console(err=False) -> Console:
+    return Console(stderr=err, highlight=False, soft_wrap=True)
+
+
+def _load_or_exit(path: str) -> Ruleset:
+    rs = load_ruleset(path)
+    if rs.diagnostics:
+        click.echo(rs.render_diagnostics(), err=True)
+    if not rs.ok:
+        click.echo(f"{len(rs.errors)} error(s) in {path}; fix them first (claimaudit check {path})", err=True)
+        sys.exit(EXIT_FINDINGS_ERROR)
+    return rs
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="claimaudit")
+def main():
+    """claimaudit: medical-insurance claims audit rules (医保智能审核).
+
+    Write rules as text plus knowledge tables, check and test them, then audit claim batches
+    (事后) or screen one prescription (事前/事中).
+    """
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+def check(path):
+    """Check the rule files under PATH: syntax, fields, tables, types, units, dates, placeholders.
+
+    Prints every problem with its code, file:line:col and a caret; exits 1 when there are errors.
+    """
+    rs = load_ruleset(path)
+    if rs.diagnostics:
+        click.echo(rs.render_diagnostics())
+    n_err = len(rs.errors)
+    n_warn = len(rs.diagnostics) - n_err
+    tables = sum(len(t) for t in rs.tables.values())
+    summary = (f"{len(rs.files)} file(s), {len(rs.rules)} rule(s), {len(rs.tables)} table(s) with {tables} "
+               f"knowledge row(s): {n_err} error(s), {n_warn} warning(s)")
+    click.echo(summary)
+    sys.exit(EXIT_FINDINGS_ERROR if n_err else EXIT_OK)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("-v", "--verbose", is_flag=True, help="List every example, not only failures.")
+def test(path, verbose):
+    """Run the examples written next to each rule under PATH and report rule coverage."""
+    rs = _load_or_exit(path)
+    report = run_examples(rs)
+    con = _console()
+    for r in report.results:
+        if not r.passed:
+            con.print(f"[red]FAIL[/red] {r.location}: rule {r.rule.code} {r.rule.name} — example '{r.example.name}'",
+                      markup=True)
+            for p in r.problems:
+                con.print(f"     {p}", markup=False)
+        elif verbose:
+            con.print(f"[green]ok[/green]   {r.location}: {r.rule.code} — {r.example.name}")
+    if report.untested:
+        con.print(f"[yellow]{len(report.untested)} rule(s) without examples:[/yellow]")
+        for rule in report.untested:
+            where = f"{rule.span.file}:{rule.span.line}" if rule.span else ""
+            con.print(f"     {rule.code} {rule.name} ({where})", markup=False)
+    passed = len(report.results) - len(report.failures)
+    con.print(f"{passed} passed, {len(report.failures)} failed")
+    con.print(f"rule coverage: {len(rs.rules) - len(report.untested)}/{len(rs.rules)} rules have examples "
+              f"({report.coverage:.0%})")
+    sys.exit(EXIT_FINDINGS_ERROR if report.failures else EXIT_OK)
+
+
+@main.command()
+@click.option("--rules", "rules_path", required=True, type=click.Path(), help="Rule file or directory.")
+@click.argument("claims", type=click.Path())
+@click.option("--out", "out_path", type=click.Path(), help="Findings file (.parquet, .csv or .jsonl). "
+              "Default: findings.parquet beside CLAIMS.")
+@click.option("--quarantine", "quarantine_path", type=click.Path(),
+              help="Where rows that cannot be read go, with row, field and reason. Default: beside --out.")
+@click.option("--stage", "stages", multiple=True, default=("事后",), show_default=True,
+              help="Only rules for these stages (事前, 事中, 事后).")
+def audit(rules_path, claims, out_path, quarantine_path, stages):
+    """Audit a batch of claim lines (Parquet or CSV, national field names) after settlement (事后)."""
+    from claimaudit.connectors.claims import ClaimsError, load_lines
+    from claimaudit.connectors.sinks import SinkError, write_records
+
+    rs = _load_or_exit(rules_path)
+    engine = ReferenceEngine(rs, stages=_stages(stages))
+    started = time.perf_counter()
+    try:
+        lines, quarantined = load_lines(claims, engine.rules)
+    except ClaimsError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    findings = list(engine.run(lines))
+    elapsed = time.perf_counter() - started
+    out = Path(out_path) if out_path else Path(claims).with_name("findings.parquet")
+    qpath = Path(quarantine_path) if quarantine_path else out.with_name(out.stem + ".quarantine" + out.suffix)
+    try:
+        write_records([f.to_record() for f in findings], out, schema=FINDING_SCHEMA if out.suffix != ".jsonl" else None)
+        if quarantined:
+            write_records([q.to_record() for q in quarantined], qpath)
+    except (SinkError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    _print_summary(rs, findings, len(lines), quarantined, elapsed, out, qpath)
+
+
+def _stages(stages):
+    from claimaudit.dsl.check import STAGES
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        click.echo(f"error: --stage {bad[0]!r} is not one of 事前, 事中, 事后", err=True)
+        sys.exit(EXIT_USAGE)
+    return {STAGES[s] for s in stages}
+
+
+def _print_summary(rs, findings, n_lines, quarantined, elapsed, out, qpath):
+    con = _console()
+    by_rule = defaultdict(lambda: [0, 0.0, 0])
+    for f in findings:
+        row = by_rule[(f.rule_code, f.rule_name, f.result_type)]
+        if f.outcome == VIOLATION:
+            row[0] += 1
+            row[1] += f.amount or 0.0
+        else:
+            row[2] += 1
+    table = Table(title=f"{rs.name} {rs.version} — 审核结果", show_footer=True)
+    table.add_column("规则编码", footer="合计")
+    table.add_column("规则名称")
+    table.add_column("结果类型")
+    table.add_column("违规明细", justify="right", footer=str(sum(r[0] for r in by_rule.values())))
+    table.add_column("违规金额(元)", justify="right", footer=f"{sum(r[1] for r in by_rule.values()):.2f}")
+    table.add_column("数据不足", justify="right", footer=str(sum(r[2] for r in by_rule.values())))
+    for (code, name, rtype), (n, amt, ins) in sorted(by_rule.items()):
+        table.add_row(code, name, rtype, str(n), f"{amt:.2f}", str(ins))
+    con.print(table)
+    con.print(f"{n_lines} line(s) audited in {elapsed:.2f}s; "
+              f"{sum(1 for f in findings if f.outcome == VIOLATION)} finding(s), "
+              f"{sum(1 for f in findings if f.outcome == INSUFFICIENT)} insufficient-data outcome(s) -> {out}",
+              markup=False)
+    if quarantined:
+        con.print(f"{len(quarantined)} row(s) quarantined -> {qpath}", markup=False)
+        for q in quarantined[:10]:
+            con.print(f"  row {q.row}, field {q.field}: {q.reason}", markup=False)
+        if len(quarantined) > 10:
+            con.print(f"  … {len(quarantined) - 10} more in {qpath}", markup=False)
+
+
+@main.command()
+@click.option("--rules", "rules_path", required=True, type=click.Path(), help="Rule file or directory.")
+@click.argument("request", type=click.Path())
+@click.option("--stage", "stages", multiple=True, default=("事前", "事中"), show_default=True,
+              help="Only rules for these stages.")
+def screen(rules_path, request, stages):
+    """Screen one prescription (a 3101-shaped JSON request; '-' reads stdin) before it is issued.
+
+    Prints the response: result[] with one entry per finding (rule, message, severity, evidence,
+    amount, per-line roles), and insufficient_data[] for checks the data could not decide.
+    """
+    from claimaudit.connectors.request import RequestError, parse_json, request_lines
+
+    rs = _load_or_exit(rules_path)
+    try:
+        text = sys.stdin.read() if request == "-" else Path(request).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        click.echo(f"error: cannot read {request}: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        req = request_lines(parse_json(text, request))
+    except RequestError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    response = screen_request(rs, req, _stages(stages))
+    click.echo(json.dumps(response, ensure_ascii=False, indent=2, default=str))
+
+
+def screen_request(rs: Ruleset, req, stages) -> dict:
+    started = time.perf_counter()
+    engine = ReferenceEngine(rs, stages=stages, rule_codes=req.rule_ids or None)
+    findings = [f for f in engine.run(l for l in req.lines if l["feedetl_sn"] in req.current)]
+    elapsed_us = (time.perf_counter() - started) * 1e6
+    return {
+        "result": [to_3101_result(f) for f in findings if f.outcome == VIOLATION],
+        "insufficient_data": [{"rule_id": f.rule_code, "rule_name": f.rule_name, "rx_id": f.line_id, "reason": f.reason}
+                              for f in findings if f.outcome == INSUFFICIENT],
+        "ruleset": {"name": rs.name, "version": rs.version},
+        "engine": {"executor": "reference", "elapsed_us": round(elapsed_us, 1)},
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Findings: what a rule found on which lines, and everything needed to defend it in an appeal."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+VIOLATION = "violation"
+INSUFFICIENT = "insufficient_data"
+ROLE_VIOLATING, ROLE_INVOLVED = 1, 2  # 违规项 / 涉及项, as vola_item_type in the national interface
+SEVERITY_DEGREE = {"block": "1", "warn": "2", "inform": "3"}
+
+
+@dataclass(frozen=True)
+class KnowledgePoint:
+    table: str | None  # None for a rule written without a table
+    key: str | None
+    file_row: int | None
+    point_id: str | None
+    text: str | None  # the original constraint text
+    source: str | None  # batch, document, authority
+
+
+@dataclass(frozen=True)
+class Finding:
+    finding_id: str
+    outcome: str  # violation | insufficient_data
+    rule_code: str
+    rule_name: str
+    rule_class: str
+    rule_version: str
+    result_type: str  # 明确 | 可疑
+    severity: str  # block | warn | inform
+    message: str
+    line_id: str
+    mdtrt_id: str | None
+    psn_no: str | None
+    fixmedins_code: str | None
+    bilg_dept_codg: str | None
+    bilg_dr_codg: str | None
+    med_list_codg: str | None
+    service_date: str | None
+    knowledge: KnowledgePoint | None
+    evidence: tuple  # of (name, value as text)
+    amount: float | None
+    amount_formula: str
+    reason: str | None  # why the data was insufficient
+    lines: tuple  # of (line_id, role)
+    rule_location: str
+
+    def key(self) -> tuple:
+        """What executors must agree on (ids, outcome, amounts, message), independent of order."""
+        return (self.finding_id, self.outcome, self.rule_code, self.line_id, self.message, self.amount, self.lines)
+
+    def to_record(self) -> dict:
+        """Flat record for Parquet/CSV output."""
+        kp = self.knowledge
+        return {
+            "finding_id": self.finding_id, "outcome": self.outcome, "rule_code": self.rule_code,
+            "rule_name": self.rule_name, "rule_class": self.rule_class, "rule_version": self.rule_version,
+            "result_type": self.result_type, "severity": self.severity, "message": self.message,
+            "feedetl_sn": self.line_id, "mdtrt_id": self.mdtrt_id, "psn_no": self.psn_no,
+            "fixmedins_code": self.fixmedins_code, "bilg_dept_codg": self.bilg_dept_codg,
+            "bilg_dr_codg": self.bilg_dr_codg, "med_list_codg": self.med_list_codg,
+            "service_date": self.service_date,
+            "knowledge_table": kp.table if kp else None, "knowledge_key": kp.key if kp else None,
+            "knowledge_row": kp.file_row if kp else None, "knowledge_id": kp.point_id if kp else None,
+            "knowledge_text": kp.text if kp else None, "knowledge_source": kp.source if kp else None,
+            "evidence": json.dumps(dict(self.evidence), ensure_ascii=False),
+            "amount": self.amount, "amount_formula": self.amount_formula, "reason": self.reason,
+            "involved_lines": json.dumps([{"feedetl_sn": i, "role": r} for i, r in self.lines], ensure_ascii=False),
+            "rule_location": self.rule_location,
+        }
+
+
+def finding_id(rule_code: str, point: str, line_id: str, mdtrt_id) -> str:
+    """Deterministic: the same finding gets the same id from every executor and every rerun."""
+    raw = f"{rule_code}\x1f{point}\x1f{mdtrt_id}\x1f{line_id}".encode()
+    return hashlib.sha1(raw).hexdigest()[:16]
+
+
+def to_3101_result(f: Finding) -> dict:
+    """One entry of the national pre-audit response ``result[]`` (plus our explanation fields)."""
+    kp = f.knowledge
+    evidence = "；".join(f"{k}={v}" for k, v in f.evidence)
+    if kp and kp.text:
+        evidence = f"依据：{kp.text}" + (f"（{kp.source}）" if kp.source else "") + "；" + evidence
+    return {
+        "jr_id": f.finding_id,
+        "rule_id": f.rule_code,
+        "rule_name": f.rule_name,
+        "vola_cont": f.message,
+        "sev_deg": SEVERITY_DEGREE[f.severity],
+        "severity": f.severity,
+        "result_type": f.result_type,
+        "vola_evid": evidence[:500],
+        "vola_bhvr_type": f.rule_class,
+        "vola_amt": f.amount,
+        "vola_amt_stas": f.amount_formula,
+        "rule_version": f.rule_version,
+        "knowledge": asdict(kp) if kp else None,
+        "judge_result_detail_dtos": [{"rx_id": i, "vola_item_type": str(r)} for i, r in f.lines],
+    }
+
+
+def _schema():
+    import pyarrow as pa
+    s, i, f = pa.string(), pa.int64(), pa.float64()
+    types = {"knowledge_row": i, "amount": f}
+    names = ("finding_id outcome rule_code rule_name rule_class rule_version result_type severity message feedetl_sn "
+             "mdtrt_id psn_no fixmedins_code bilg_dept_codg bilg_dr_codg med_list_codg service_date knowledge_table "
+             "knowledge_key knowledge_row knowledge_id knowledge_text knowledge_source evidence amount amount_formula "
+             "reason involved_lines rule_location").split()
+    return pa.schema([(n, types.get(n, s)) for n in names])
+
+
+FINDING_SCHEMA = _schema()

@@ -1,0 +1,349 @@
+"""The reference interpreter: rule by rule, line by line, straight from the IR.
+
+Slow on purpose and written for clarity: it is the oracle every faster executor must agree with.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable, Iterator
+
+from claimaudit.dsl import ir
+from claimaudit.dsl.ruleset import Ruleset
+from claimaudit.dsl.units import Quantity
+
+from .findings import INSUFFICIENT, ROLE_VIOLATING, VIOLATION, Finding, KnowledgePoint, finding_id
+from .values import Unknown, derive, format_money, format_value, is_unknown, round_money, service_date
+
+
+class Env:
+    """What an expression sees: the line (with its encounter and patient) and the knowledge row."""
+
+    __slots__ = ("line", "row", "derived")
+
+    def __init__(self, line: dict, row: dict | None):
+        self.line, self.row, self.derived = line, row, {}
+
+    def field(self, name: str):
+        if name in self.derived:
+            return self.derived[name]
+        v = self.line.get(name)
+        if v is None:
+            from claimaudit.dsl.schema import DERIVED_FIELDS
+            if name in DERIVED_FIELDS:
+                v = derive(name, self.line)
+                self.derived[name] = v
+                return v
+            return Unknown(f"{name} is missing")
+        return v
+
+
+def evaluate(expr, env: Env):
+    """IR expression -> value or Unknown."""
+    if isinstance(expr, ir.Const):
+        return expr.value
+    if isinstance(expr, ir.Field):
+        return env.field(expr.name)
+    if isinstance(expr, ir.KnowledgeField):
+        v = env.row.get(expr.column) if env.row is not None else None
+        return Unknown(f"knowledge column {expr.column} is empty") if v is None else v
+    if isinstance(expr, ir.Call):
+        return _call(expr, env)
+    op = expr.op
+    if op == "and":
+        return _and([evaluate(a, env) for a in expr.args])
+    if op == "or":
+        return _or([evaluate(a, env) for a in expr.args])
+    if op == "not":
+        v = evaluate(expr.args[0], env)
+        return v if is_unknown(v) else (not v)
+    if op in ("is_null", "not_null"):
+        v = evaluate(expr.args[0], env)
+        missing = is_unknown(v) or v is None
+        return missing if op == "is_null" else not missing
+    args = [evaluate(a, env) for a in expr.args]
+    for a in args:
+        if is_unknown(a):
+            return a
+    if op == "neg":
+        v = args[0]
+        return Quantity(-v.base_value, v.dimension) if isinstance(v, Quantity) else -v
+    if op in ("==", "!=", "<", "<=", ">", ">="):
+        return _compare(op, *args)
+    if op == "in":
+        return args[0] in args[1]
+    if op == "not in":
+        return args[0] not in args[1]
+    if op == "startswith":
+        prefixes = args[1] if isinstance(args[1], tuple) else (args[1],)
+        return any(str(args[0]).startswith(p) for p in prefixes)
+    return _arith(op, *args)
+
+
+def _and(values):
+    if any(v is False for v in values):
+        return False
+    unknown = next((v for v in values if is_unknown(v)), None)
+    return unknown if unknown is not None else True
+
+
+def _or(values):
+    if any(v is True for v in values):
+        return True
+    unknown = next((v for v in values if is_unknown(v)), None)
+    return unknown if unknown is not None else False
+
+
+def _comparable_pair(a, b):
+    if isinstance(a, Quantity) and isinstance(b, Quantity):
+        if a.dimension != b.dimension:
+            return Unknown(f"cannot compare {a} with {b}: different units")
+        return a.base_value, b.base_value
+    if isinstance(a, dt.datetime) and isinstance(b, dt.date) and not isinstance(b, dt.datetime):
+        a = a.date()
+    if isinstance(b, dt.datetime) and isinstance(a, dt.date) and not isinstance(a, dt.datetime):
+        b = b.date()
+    return a, b
+
+
+def _compare(op, a, b):
+    pair = _comparable_pair(a, b)
+    if is_unknown(pair):
+        return pair
+    a, b = pair
+    if op == "==":
+        return a == b
+    if op == "!=":
+        return a != b
+    if op == "<":
+        return a < b
+    if op == "<=":
+        return a <= b
+    if op == ">":
+        return a > b
+    return a >= b
+
+
+def _arith(op, a, b):
+    if isinstance(a, Quantity) or isinstance(b, Quantity):
+        if isinstance(a, Quantity) and isinstance(b, Quantity):
+            if a.dimension != b.dimension:
+                return Unknown(f"cannot combine {a} with {b}: different units")
+            if op == "/":
+                return Unknown("division by a zero quantity") if b.base_value == 0 else a.base_value / b.base_value
+            v = a.base_value + b.base_value if op == "+" else a.base_value - b.base_value
+            return Quantity(v, a.dimension)
+        q, n = (a, b) if isinstance(a, Quantity) else (b, a)
+        if op == "/":
+            return Unknown("division by zero") if n == 0 else Quantity(q.base_value / n, q.dimension)
+        return Quantity(q.base_value * n, q.dimension)
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return Unknown("division by zero") if b == 0 else a / b
+
+
+def diagnoses(line: dict) -> tuple:
+    codes = []
+    main = line.get("dscg_maindiag_code")
+    if main:
+        codes.append(main)
+    codes.extend(line.get("diag_codes") or ())
+    return tuple(c.strip().upper() for c in codes if c and c.strip())
+
+
+def _call(expr: ir.Call, env: Env):
+    f = expr.func
+    if f == "coalesce":
+        v = evaluate(expr.args[0], env)
+        return evaluate(expr.args[1], env) if is_unknown(v) or v is None else v
+    args = [evaluate(a, env) for a in expr.args]
+    for a in args:
+        if is_unknown(a):
+            return a
+    if f == "has_diag":
+        codes = diagnoses(env.line)
+        if not codes:
+            return Unknown("the encounter has no diagnosis code")
+        prefixes = args[0] if isinstance(args[0], tuple) else (args[0],)
+        return any(c.startswith(p.upper()) for c in codes for p in prefixes)
+    if f == "days_between":
+        a, b = (x.date() if isinstance(x, dt.datetime) else x for x in args)
+        return (b - a).days
+    if f == "abs":
+        return abs(args[0])
+    if f in ("min", "max"):
+        pair = _comparable_pair(*args)
+        if is_unknown(pair):
+            return pair
+        pick = (pair[0] <= pair[1]) if f == "min" else (pair[0] >= pair[1])
+        return args[0] if pick else args[1]
+    raise KeyError(f)
+
+
+# ---- explaining ------------------------------------------------------------------------------
+
+_OP_TEXT = {"*": "×", "/": "/", "+": "+", "-": "−"}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def expr_text(expr, env: Env | None = None, binding: str = "k") -> str:
+    """Render an arithmetic expression by names, or (given ``env``) by values."""
+    if isinstance(expr, ir.Const):
+        return format_value(expr.value)
+    if isinstance(expr, ir.Field):
+        return format_value(evaluate(expr, env)) if env else expr.name
+    if isinstance(expr, ir.KnowledgeField):
+        return format_value(evaluate(expr, env)) if env else f"{binding}.{expr.column}"
+    if isinstance(expr, ir.Call):
+        return f"{expr.func}({', '.join(expr_text(a, env, binding) for a in expr.args)})"
+    if expr.op == "neg":
+        return "−" + expr_text(expr.args[0], env, binding)
+    if expr.op in _OP_TEXT:
+        parts = []
+        for side in expr.args:
+            t = expr_text(side, env, binding)
+            if isinstance(side, ir.Op) and side.op in _PRECEDENCE and _PRECEDENCE[side.op] < _PRECEDENCE[expr.op]:
+                t = f"({t})"
+            parts.append(t)
+        return f" {_OP_TEXT[expr.op]} ".join(parts)
+    return expr.op
+
+
+def _evidence(rule: ir.Rule, env: Env) -> tuple:
+    out = []
+    for name in sorted(rule.fields_used()):
+        if name == "psn_no":  # evidence is shown to prescribers and in reports; keep identifiers out
+            continue
+        out.append((name, format_value(env.field(name))))
+    if env.row is not None:
+        for node in (n for e in (rule.scope, rule.condition, rule.amount) if e is not None for n in ir.walk(e)):
+            if isinstance(node, ir.KnowledgeField):
+                item = (f"k.{node.column}", format_value(env.row.get(node.column)))
+                if item not in out:
+                    out.append(item)
+    return tuple(out)
+
+
+def _render(template: ir.Template, env: Env, extra: dict) -> str:
+    out = []
+    for part in template.parts:
+        if isinstance(part, str):
+            out.append(part)
+        elif isinstance(part, ir.Field) and part.name.startswith("@"):
+            out.append(extra.get(part.name[1:], ""))
+        else:
+            out.append(format_value(evaluate(part, env)))
+    return "".join(out)
+
+
+# ---- running rules ------------------------------------------------------------------------------
+
+
+class ReferenceEngine:
+    """Evaluates every selected rule on every line. ``stages`` limits rules to those stages."""
+
+    def __init__(self, ruleset: Ruleset, stages: Iterable[str] | None = None, rule_codes: Iterable[str] | None = None):
+        self.ruleset = ruleset
+        wanted_stages = set(stages) if stages else None
+        wanted_codes = set(rule_codes) if rule_codes else None
+        self.rules = tuple(r for r in ruleset.rules
+                           if (wanted_stages is None or r.stages & wanted_stages)
+                           and (wanted_codes is None or r.code in wanted_codes))
+
+    def run(self, lines: Iterable[dict]) -> Iterator[Finding]:
+        for line in lines:
+            yield from self.evaluate_line(line)
+
+    def evaluate_line(self, line: dict) -> list[Finding]:
+        out = []
+        for rule in self.rules:
+            out.extend(self.evaluate_rule(rule, line))
+        return out
+
+    def evaluate_rule(self, rule: ir.Rule, line: dict) -> list[Finding]:
+        if rule.lookup is None:
+            table, points = None, [None]
+        else:
+            table = self.ruleset.tables[rule.lookup.table]
+            key = evaluate(rule.lookup.key, Env(line, None))
+            if is_unknown(key):
+                return [self._finding(rule, Env(line, None), None, key)]
+            points = table.matches(key)
+            if not points:
+                return []
+        if rule.effective_from or rule.effective_to:
+            day = service_date(line)
+            if is_unknown(day):
+                return [self._finding(rule, Env(line, None), None, day)]
+            if (rule.effective_from and day < rule.effective_from) or (rule.effective_to and day > rule.effective_to):
+                return []
+        out = []
+        for i in points:
+            out.extend(self._evaluate_point(rule, line, table, i))
+        return out
+
+    def _evaluate_point(self, rule, line, table, i) -> list[Finding]:
+        env = Env(line, table.rows[i] if table is not None else None)
+        point = (table, i) if table is not None else None
+        if rule.scope is not None:
+            s = evaluate(rule.scope, env)
+            if is_unknown(s):
+                return [self._finding(rule, env, point, s)]
+            if not s:
+                return []
+        c = evaluate(rule.condition, env)
+        if is_unknown(c):
+            return [self._finding(rule, env, point, c)]
+        return [self._finding(rule, env, point, None)] if c else []
+
+    def _finding(self, rule: ir.Rule, env: Env, point, unknown: Unknown | None) -> Finding:
+        line = env.line
+        kp = _knowledge_point(rule, point)
+        line_id = str(line.get("feedetl_sn"))
+        fid = finding_id(rule.code, f"{kp.table}:{kp.file_row}" if kp and kp.table else "-", line_id,
+                         line.get("mdtrt_id"))
+        if unknown is not None:
+            amount, formula = None, "not computed: insufficient data"
+            message = f"数据不足，无法判断【{rule.name}】：{unknown.reason}"
+        else:
+            value = evaluate(rule.amount, env)
+            if is_unknown(value):
+                amount, formula = None, f"{expr_text(rule.amount)}: cannot compute ({value.reason})"
+            else:
+                amount = round_money(float(value))
+                names, values = expr_text(rule.amount), expr_text(rule.amount, env)
+                formula = f"{names} = {values} = {format_money(amount)}" if names != values else f"{names} = {format_money(amount)}"
+            extra = {"amount": format_money(amount), "rule_code": rule.code, "rule_name": rule.name,
+                     "knowledge_text": (kp.text or "") if kp else "", "knowledge_source": (kp.source or "") if kp else ""}
+            message = _render(rule.message, env, extra)
+        day = service_date(line)
+        return Finding(
+            finding_id=fid, outcome=INSUFFICIENT if unknown is not None else VIOLATION,
+            rule_code=rule.code, rule_name=rule.name, rule_class=rule.rule_class, rule_version=rule.version,
+            result_type=rule.result_type, severity=rule.severity, message=message, line_id=line_id,
+            mdtrt_id=line.get("mdtrt_id"), psn_no=line.get("psn_no"), fixmedins_code=line.get("fixmedins_code"),
+            bilg_dept_codg=line.get("bilg_dept_codg"), bilg_dr_codg=line.get("bilg_dr_codg"),
+            med_list_codg=line.get("med_list_codg"), service_date=None if is_unknown(day) else day.isoformat(),
+            knowledge=kp, evidence=_evidence(rule, env), amount=amount, amount_formula=formula,
+            reason=unknown.reason if unknown is not None else None,
+            lines=((line_id, ROLE_VIOLATING),),
+            rule_location=f"{rule.span.file}:{rule.span.line}" if rule.span else "")
+
+
+def _knowledge_point(rule: ir.Rule, point) -> KnowledgePoint | None:
+    if point is None or point[0] is None:
+        if rule.basis is None:
+            return None
+        return KnowledgePoint(None, None, None, None, rule.basis.text, rule.basis.source)
+    table, i = point
+    row = table.rows[i]
+
+    def role(r):
+        col = table.role_column(r)
+        return format_value(row.get(col)) if col and row.get(col) is not None else None
+    return KnowledgePoint(table.name, str(row.get(table.key)), table.row_numbers[i], role("id"),
+                          role("text") or (rule.basis.text if rule.basis else None),
+                          role("source") or (rule.basis.source if rule.basis else None))
