@@ -6,6 +6,7 @@ field names, never patient identifiers.
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,8 @@ def read_records(path: Path) -> tuple[list[str], list[dict]]:
             table = pq.read_table(path)
         elif suffix in (".csv", ".txt"):
             import pyarrow.csv as pacsv
-            names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows_after_names=10**12)).column_names
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                names = next(csv.reader(fh), [])
             table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
                 column_types={n: "string" for n in names}, strings_can_be_null=True))
         else:

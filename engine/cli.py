@@ -25,7 +25,11 @@ EXIT_OK, EXIT_FINDINGS_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 def _console(err=False) -> Console:
-    return Console(stderr=err, highlight=False, soft_wrap=True)
+    # Off a terminal (pipes, CI logs) rich would assume 80 columns and cut Chinese rule names.
+    con = Console(stderr=err, highlight=False)
+    if not con.is_terminal:
+        con = Console(stderr=err, highlight=False, width=160)
+    return con
 
 
 def _load_or_exit(path: str) -> Ruleset:
