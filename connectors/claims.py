@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,13 +98,14 @@ def coerce_row(raw: dict) -> tuple[dict, tuple[str, str] | None]:
             return out, (name, f"value{shown} is not {_TYPE_WORDS[info.type]}")
     for name in LINE_IDENTITY:
         if out.get(name) is None:
-            return out, (name, f"{name} (line id) is empty")
+            why = "line id" if name == "feedetl_sn" else "national code; map the local code first"
+            return out, (name, f"{name} ({why}) is empty")
     return out, None
 
 
 def needed_columns(rules) -> dict[str, list[str]]:
     """Claim column -> codes of the rules that read it."""
-    need: dict[str, list[str]] = {n: ["(line id)"] for n in LINE_IDENTITY}
+    need: dict[str, list[str]] = {n: ["(every line)"] for n in LINE_IDENTITY}
     for r in rules:
         for f in r.fields_used():
             for col in DERIVED_INPUTS.get(f, (f,)):
@@ -150,10 +152,41 @@ def read_records(path: Path) -> tuple[list[str], list[dict]]:
     except ClaimsError:
         raise
     except Exception as e:
-        raise ClaimsError(f"{path}: cannot read: {str(e).splitlines()[0]}") from None
+        raise ClaimsError(f"{path}: cannot read: {_read_problem(path, e)}") from None
     columns = [c.strip() for c in table.column_names]
     table = table.rename_columns(columns)
     return columns, table.to_pylist()
+
+
+_RAGGED_RE = re.compile(r"Expected (\d+) columns, got (\d+)")
+
+
+def _read_problem(path: Path, e: Exception) -> str:
+    """What went wrong reading a claims file, without echoing row content (it holds patient ids)."""
+    if isinstance(e, UnicodeDecodeError) or "invalid UTF8" in str(e):
+        return "the file is not UTF-8 text (save it as UTF-8, e.g. Excel's 'CSV UTF-8')"
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    m = _RAGGED_RE.search(first)
+    if m:  # pyarrow appends the offending row's text: find the line ourselves and drop the text
+        where = _ragged_line(path, int(m.group(1)))
+        where = f"line {where}" if where else "a row"
+        return f"{where} has {m.group(2)} fields but the header has {m.group(1)} (check quoting and separators)"
+    return first
+
+
+def _ragged_line(path: Path, n_fields: int) -> int | None:
+    import csv
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            start = 1
+            for row in reader:
+                if row and len(row) != n_fields:
+                    return start
+                start = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
 
 
 def load_lines(path: str | Path, rules) -> tuple[list[dict], list[QuarantinedRow]]:

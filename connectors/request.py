@@ -36,6 +36,8 @@ class ScreenRequest:
 
 
 def parse_json(text: str, source: str = "request") -> dict:
+    if text.startswith("\ufeff"):  # byte-order mark from Windows editors
+        text = text[1:]
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
@@ -68,6 +70,24 @@ def _copy(src: dict, mapping: dict, dst: dict) -> None:
             dst[k] = src[k]
 
 
+# Claim fields a line fills from another one when the request does not give them.
+_FILLED_FROM = {"inscp_scp_amt": "det_item_fee_sumamt", "fee_ocur_time": "begntime"}
+
+
+def _origin(field: str, levels) -> str | None:
+    """JSON path of the key that supplied ``field``: the order overrides its encounter, the encounter
+    its patient, and within one object a national field name overrides the interface name (as _copy)."""
+    for path, obj, mapping in levels:
+        if field in CLAIM_FIELDS and obj.get(field) is not None:
+            return f"{path}.{field}"
+        for key, target in mapping.items():
+            if target == field and obj.get(key) is not None:
+                return f"{path}.{key}"
+    if field in _FILLED_FROM:
+        return _origin(_FILLED_FROM[field], levels)
+    return None
+
+
 def request_lines(doc: dict) -> ScreenRequest:
     lines, current = [], set()
     patients = _list_at(doc, "patient_dtos", "request")
@@ -97,9 +117,8 @@ def request_lines(doc: dict) -> ScreenRequest:
                 line, problem = coerce_row(raw)
                 if problem:
                     field, why = problem
-                    src = next((k for k, v in {**ORDER_MAP, **ENCOUNTER_MAP, **PATIENT_MAP}.items() if v == field), field)
-                    where = opath if src in order or field in order else (epath if src in enc else ppath)
-                    raise RequestError(f"{where}.{src}: {why}")
+                    levels = ((opath, order, ORDER_MAP), (epath, enc, ENCOUNTER_MAP), (ppath, patient, PATIENT_MAP))
+                    raise RequestError(f"{_origin(field, levels) or f'{opath}.{field}'}: {why}")
                 lines.append(line)
                 if str(order.get("curr_drord_flag", "1")) == "1":
                     current.add(line["feedetl_sn"])

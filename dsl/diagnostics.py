@@ -58,6 +58,9 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
+_TAB = "    "
+
+
 def render(diag: Diagnostic, source_lines: dict[str, list[str]] | None = None) -> str:
     """Render as ``file:line:col: error[code]: message`` plus the source line and a caret."""
     where = str(diag.span) if diag.span else "<ruleset>"
@@ -72,9 +75,11 @@ def render(diag: Diagnostic, source_lines: dict[str, list[str]] | None = None) -
         else:
             end = len(src)
         end = min(end, max(len(src), start + 1))
-        pad = display_width(src[:start].replace("\t", " "))
-        width = max(display_width(src[start:end]), 1)
-        out.append(gutter + src)
+        # A tab would jump to the terminal's next tab stop and push the text past the caret: show
+        # it as a fixed run of spaces on both lines.
+        pad = display_width(src[:start].replace("\t", _TAB))
+        width = max(display_width(src[start:end].replace("\t", _TAB)), 1)
+        out.append(gutter + src.replace("\t", _TAB))
         out.append(" " * (len(gutter) - 2) + "| " + " " * pad + "^" * width)
     if diag.hint:
         out.append(f"      = hint: {diag.hint}")

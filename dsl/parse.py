@@ -300,6 +300,8 @@ def _parser() -> Lark:
 
 def parse_text(text: str, file: str) -> ast.RuleFile:
     """Parse one rule file. Never raises for user mistakes: problems come back as diagnostics."""
+    if text.startswith("\ufeff"):  # a UTF-8 byte-order mark (Windows editors) is not part of the text
+        text = text[1:]
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as e:
@@ -333,13 +335,16 @@ def parse_file(path: Path) -> ast.RuleFile:
 def _syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
     line = getattr(e, "line", None) or 1
     col = getattr(e, "column", None) or 1
+    # Lark counts lines at "\n" only; str.splitlines() also splits at \f, \v, \x1c-\x1e, \x85, \u2028 …
+    src_lines = [ln.rstrip("\r") for ln in text.split("\n")]
     if isinstance(e, UnexpectedToken) and e.token.type == "$END":
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
+        while len(src_lines) > 1 and not src_lines[-1].strip():
+            src_lines.pop()
+        line, col = len(src_lines), len(src_lines[-1]) + 1
         expected = _expected_words(e.expected)
         return Diagnostic("syntax_error", f"the file ends too early; expected {expected}",
                           ast.Span(file, line, col, line, col + 1),
-                          hint="a '{' is probably not closed" if "'}'" in expected else None)
+                          hint="a '{' is probably not closed" if "RBRACE" in e.expected else None)
     if isinstance(e, UnexpectedToken):
         tok = e.token
         what = f"'{tok}'" if tok.type not in ("STRING",) else "a string"
@@ -347,8 +352,11 @@ def _syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         msg = f"unexpected {what}; expected {_expected_words(e.expected)}"
         return Diagnostic("syntax_error", msg, span, hint=_hint_for(tok, e.expected))
     if isinstance(e, UnexpectedCharacters):
-        ch = text.splitlines()[line - 1][col - 1] if line - 1 < len(text.splitlines()) else "?"
+        src = src_lines[line - 1] if 0 < line <= len(src_lines) else ""
+        ch = src[col - 1] if 0 < col <= len(src) else "?"
         hint = "strings use straight double quotes \"…\"" if ch in "“”'‘’「」" else None
+        if ch == '"':
+            hint = "this string is not closed on its line; a string cannot span lines"
         if ch == "=":
             hint = "comparison is written '=='"
         return Diagnostic("syntax_error", f"unexpected character '{ch}'", ast.Span(file, line, col, line, col + 1),

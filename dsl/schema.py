@@ -97,7 +97,9 @@ FUNCTIONS: dict[str, tuple[tuple, str, str]] = {
 }
 
 # What a line needs to be identified at all; a row without it is quarantined.
-LINE_IDENTITY = ("feedetl_sn",)
+# A line without a national code cannot be matched to any knowledge: it needs a code crosswalk
+# first, so it is quarantined with that reason rather than evaluated.
+LINE_IDENTITY = ("feedetl_sn", "med_list_codg")
 
 VALUE_TYPES = ("text", "number", "date", "datetime", "bool", "quantity", "list")
 

@@ -272,14 +272,6 @@ class ReferenceEngine:
             if is_unknown(key):
                 return [self._finding(rule, Env(line, None), None, key)]
             points = table.matches(key)
-            if not points:
-                return []
-        if rule.effective_from or rule.effective_to:
-            day = service_date(line)
-            if is_unknown(day):
-                return [self._finding(rule, Env(line, None), None, day)]
-            if (rule.effective_from and day < rule.effective_from) or (rule.effective_to and day > rule.effective_to):
-                return []
         out = []
         for i in points:
             out.extend(self._evaluate_point(rule, line, table, i))
@@ -288,6 +280,12 @@ class ReferenceEngine:
     def _evaluate_point(self, rule, line, table, i) -> list[Finding]:
         env = Env(line, table.rows[i] if table is not None else None)
         point = (table, i) if table is not None else None
+        if rule.effective_from or rule.effective_to:
+            day = service_date(line)
+            if is_unknown(day):
+                return [self._finding(rule, env, point, day)]
+            if (rule.effective_from and day < rule.effective_from) or (rule.effective_to and day > rule.effective_to):
+                return []
         if rule.scope is not None:
             s = evaluate(rule.scope, env)
             if is_unknown(s):
