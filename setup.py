@@ -13,13 +13,17 @@ def extensions():
         return []
     from Cython.Build import cythonize
     from setuptools import Extension
-    exts = [Extension("claimaudit.engine.kernels." + s.split("/")[-1][:-4], [s]) for s in sources]
+    import numpy
+    exts = [Extension("claimaudit.engine.kernels." + s.split("/")[-1][:-4], [s], include_dirs=[numpy.get_include()],
+                      extra_compile_args=["-O3"]) for s in sources]
     return cythonize(exts, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False})
 
 
+PACKAGES["claimaudit.engine.kernels"] = "engine/kernels"
+
 setup(
-    packages=list(PACKAGES) + ["claimaudit.engine.kernels"] if glob("engine/kernels/__init__.py") else list(PACKAGES),
-    package_dir={**PACKAGES, "claimaudit.engine.kernels": "engine/kernels"},
-    package_data={"claimaudit.dsl": ["*.lark"]},
+    packages=list(PACKAGES),
+    package_dir=PACKAGES,
+    package_data={"claimaudit.dsl": ["*.lark"], "claimaudit.engine.kernels": ["*.pxd", "*.pyx"]},
     ext_modules=extensions(),
 )

@@ -121,11 +121,11 @@ def _lower_name(node: ast.Name, ctx: _Ctx):
 
 
 def _lower_qualified(node: ast.Qualified, ctx: _Ctx):
+    if ctx.binding is not None and node.qualifier == ctx.binding and ctx.table is None:
+        return None  # the lookup's table is unknown or failed to load; that error is already reported
     if ctx.binding is None or node.qualifier != ctx.binding:
         hint = f"this rule's lookup is named '{ctx.binding}'" if ctx.binding else "declare it with: lookup k = TABLE[field]"
         ctx.error("unknown_field", f"'{node.qualifier}' is not a lookup of this rule", node.span, hint=hint)
-        return None
-    if ctx.table is None:  # the table itself failed to load; that error is already reported
         return None
     col = ctx.table.columns.get(node.name)
     if col is None:
@@ -345,6 +345,7 @@ def check_rule(decl: ast.RuleDecl, tables: dict[str, KnowledgeTable | None], def
         if lk.table not in tables:
             ctx.error("unknown_table", f"unknown table '{lk.table}'", lk.table_span,
                       hint=_suggest(lk.table, tables) or (f"tables: {', '.join(tables)}" if tables else "no table is declared"))
+            ctx.binding = lk.binding  # columns of an unknown table are not reported again
         else:
             ctx.binding, ctx.table = lk.binding, tables[lk.table]
             if ctx.table is not None:

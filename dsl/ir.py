@@ -39,6 +39,15 @@ class KnowledgeField:
 
 
 @dataclass(frozen=True)
+class Param:
+    """A slot of a family template: a knowledge column (``k.col``) or a lifted constant (``c0``)."""
+
+    name: str
+    type: str
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Call:
     func: str
     args: tuple
@@ -142,3 +151,29 @@ def walk(expr):
     if isinstance(expr, (Op, Call)):
         for a in expr.args:
             yield from walk(a)
+
+
+def show(expr) -> str:
+    """Readable one-line text of an expression (explain output, golden files)."""
+    if expr is None:
+        return "-"
+    if isinstance(expr, Const):
+        v = expr.value
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, tuple):
+            return "{" + ", ".join(f'"{x}"' if isinstance(x, str) else str(x) for x in v) + "}"
+        return str(v)
+    if isinstance(expr, Field):
+        return expr.name
+    if isinstance(expr, KnowledgeField):
+        return f"k.{expr.column}"
+    if isinstance(expr, Param):
+        return f"${expr.name}"
+    if isinstance(expr, Call):
+        return f"{expr.func}({', '.join(show(a) for a in expr.args)})"
+    if expr.op in ("not", "neg"):
+        return f"{'not ' if expr.op == 'not' else '-'}{show(expr.args[0])}"
+    if expr.op in ("is_null", "not_null"):
+        return f"{show(expr.args[0])} {'==' if expr.op == 'is_null' else '!='} null"
+    return f"({show(expr.args[0])} {expr.op} {show(expr.args[1])})"

@@ -58,7 +58,7 @@ def load_ruleset(path: str | Path) -> Ruleset:
     files = [parse_file(p) for p in rule_files(path)]
     if not files:
         diags.append(Diagnostic("no_rules", f"no .rules files under '{path}'", None))
-    sources = {f.path: f.text.splitlines() for f in files}
+    sources = {f.path: f.text.split("\n") for f in files}  # the parser breaks lines at \n only
     for f in files:
         diags.extend(f.diagnostics)
 

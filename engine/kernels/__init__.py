@@ -1,0 +1,36 @@
+"""Hot loops of the batch executor. Each kernel has a Cython implementation (``_native``) and a
+pure-Python twin (``twin``) with the same signature; ``CLAIMAUDIT_KERNELS=python`` selects the
+twin, ``cython`` (the default when the extension is built) the compiled one. Tests run both and
+check they agree.
+"""
+from __future__ import annotations
+
+import os
+
+from . import twin
+
+try:
+    from . import _native
+except ImportError:  # not built (e.g. no C compiler): the twin still gives the same answers
+    _native = None
+
+NAMES = ("age_years", "prefix_any", "member")
+
+
+def backend(name: str | None = None):
+    """The kernel module for ``name`` ('cython' or 'python'), or the one the environment selects."""
+    name = name or os.environ.get("CLAIMAUDIT_KERNELS", "cython")
+    if name == "python":
+        return twin
+    if name == "cython":
+        if _native is None:
+            if os.environ.get("CLAIMAUDIT_KERNELS") == "cython":
+                raise RuntimeError("CLAIMAUDIT_KERNELS=cython but the compiled kernels are not built "
+                                   "(pip install -e . needs Cython and a C compiler)")
+            return twin
+        return _native
+    raise ValueError(f"CLAIMAUDIT_KERNELS must be 'cython' or 'python', not {name!r}")
+
+
+def available() -> tuple:
+    return ("python",) if _native is None else ("python", "cython")
