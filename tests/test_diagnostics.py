@@ -468,12 +468,9 @@ def test_golden_check_output(tmp_path, monkeypatch):
     assert result.output == GOLDEN_OUTPUT
 
 
-# ---- known bugs outside the files this suite may change ----------------------------------------------
+# ---- regressions: line splitting and follow-on errors ----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="dsl/ruleset.py keeps sources as text.splitlines(), which also breaks at "
-                   "U+2028, \\f, \\v, \\x1c-\\x1e and \\x85; the parser counts lines at \\n only, so every "
-                   "diagnostic after such a character shows the wrong source line (fix: text.split('\\n'))")
 def test_source_line_after_unicode_line_separator(tmp_path):
     f = tmp_path / RULE_FILE
     f.write_text(src('rule R1 "名" {', '  message "第一行\u2028第二行"', "  result 明确", "  when cnt2 > 1", "}"),
@@ -483,10 +480,6 @@ def test_source_line_after_unicode_line_separator(tmp_path):
     assert source == "    4 |   when cnt2 > 1"
 
 
-@pytest.mark.xfail(strict=True, reason="dsl/check.py: when the lookup's table is unknown, ctx.binding stays None, so "
-                   "every 'k.column' in the rule is also reported as unknown_field \"'k' is not a lookup of this "
-                   "rule\" with the hint to declare the lookup that is already there (the table-failed-to-load "
-                   "case is suppressed, this one is not)")
 def test_unknown_table_is_reported_once(tmp_path):
     (tmp_path / RULE_FILE).write_text(src('rule R1 "名" {', "  result 明确", "  lookup k = 药品表[med_list_codg]",
                                           "  when pric > k.max_price", '  message "{k.text}"', "}"), encoding="utf-8")
