@@ -180,13 +180,14 @@ def build_catalogue(n_drugs: int, seed: int = DEFAULT_SEED) -> Catalogue:
     prod_code = np.empty(n_prod, dtype=object)
     prod_name = np.empty(n_prod, dtype=object)
     price_noise = np.exp(rng.normal(0, 0.8, size=n_prod))
-    prod_price = np.empty(n_prod)
+    base_price = np.array([f[4] for f in FORMS])[form[prod_drug]]
+    prod_price = np.maximum(0.01, np.round(base_price * price_noise * (1 + strength[prod_drug] / 500), 2))
+    tails = ["".join(map(str, row)) for row in digits.tolist()]
     for p in range(n_prod):
         d = prod_drug[p]
         f = FORMS[form[d]]
-        prod_code[p] = generic[d] + f[0] + "".join(map(str, digits[p]))
+        prod_code[p] = generic[d] + f[0] + tails[p]
         prod_name[p] = name[d] + f[1]
-        prod_price[p] = max(0.01, round(f[4] * price_noise[p] * (1 + strength[d] / 500), 2))
     return Catalogue(n, generic, name, group, form, popularity, strength, units, freq, max_daily_mg, max_daily_cnt,
                      min_age, max_age, sex, indications, prod_start, prod_count, prod_code, prod_name, prod_price)
 

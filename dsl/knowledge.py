@@ -48,6 +48,12 @@ class KnowledgeTable:
                 self._index.setdefault(k, []).append(i)
         self._prefix_lengths = sorted({len(k) for k in self._index}) if match == "prefix" else []
 
+    def row_index_of(self, file_row: int) -> int:
+        """The row holding file row ``file_row`` (a finding cites file rows)."""
+        if not hasattr(self, "_by_file_row"):
+            self._by_file_row = {n: i for i, n in enumerate(self.row_numbers)}
+        return self._by_file_row[file_row]
+
     def role_column(self, role: str) -> str | None:
         for c in self.columns.values():
             if c.role == role:

@@ -465,7 +465,7 @@ class ParamColumns:
         if t == "text":
             dictionary: dict = {}
             codes = np.array([dictionary.setdefault(v, len(dictionary)) if v is not None else -1 for v in vals], np.int32)
-            return V("text", "row", codes, known, list(dictionary))
+            return V("text", "row", codes, known, list(dictionary), csr=name)
         if t.startswith("quantity"):
             return V("qty", "row", np.array([v.base_value if v is not None else 0.0 for v in vals], np.float64), known,
                      dim=np.array([dim_id(v.dimension) if v is not None else -1 for v in vals], np.int32))
