@@ -83,10 +83,14 @@ _TYPE_WORDS = {"number": "a number", "date": "a date (YYYY-MM-DD)", "datetime": 
                "text": "text", "list": "a list"}
 
 
-def coerce_row(raw: dict) -> tuple[dict, tuple[str, str] | None]:
-    """Raw record -> typed line; on failure, the first bad (field, reason)."""
+_ALL_FIELDS = tuple(CLAIM_FIELDS.items())
+
+
+def coerce_row(raw: dict, fields: tuple | None = None) -> tuple[dict, tuple[str, str] | None]:
+    """Raw record -> typed line; on failure, the first bad (field, reason). ``fields`` limits the work to
+    the (name, FieldInfo) pairs a caller reads (the inline screener); the others stay absent (null)."""
     out = {}
-    for name, info in CLAIM_FIELDS.items():
+    for name, info in fields or _ALL_FIELDS:
         v = raw.get(name)
         if v is None or (isinstance(v, str) and not v.strip()):
             out[name] = None
@@ -134,6 +138,12 @@ def check_columns(path: Path, columns: list[str], rules) -> None:
 
 def read_records(path: Path) -> tuple[list[str], list[dict]]:
     """All rows of a claims file as raw records; CSV cells stay text so we type them ourselves."""
+    table = read_table(path)
+    return table.column_names, table.to_pylist()
+
+
+def read_table(path: Path):
+    """A claims file as an Arrow table with stripped column names; CSV cells stay text."""
     if not path.exists():
         raise ClaimsError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -153,9 +163,7 @@ def read_records(path: Path) -> tuple[list[str], list[dict]]:
         raise
     except Exception as e:
         raise ClaimsError(f"{path}: cannot read: {_read_problem(path, e)}") from None
-    columns = [c.strip() for c in table.column_names]
-    table = table.rename_columns(columns)
-    return columns, table.to_pylist()
+    return table.rename_columns([c.strip() for c in table.column_names])
 
 
 _RAGGED_RE = re.compile(r"Expected (\d+) columns, got (\d+)")

@@ -32,6 +32,19 @@ def _console(err=False) -> Console:
     return con
 
 
+def _load_plan_or_exit(path: str):
+    """A compiled bundle, or a ruleset compiled now."""
+    from .bundle import BundleError, is_bundle, load_bundle
+    from .plan import build_plan
+    if is_bundle(path):
+        try:
+            return load_bundle(path)
+        except BundleError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_USAGE)
+    return build_plan(_load_or_exit(path))
+
+
 def _load_or_exit(path: str) -> Ruleset:
     rs = load_ruleset(path)
     if rs.diagnostics:
@@ -100,7 +113,8 @@ def test(path, verbose):
 
 
 @main.command()
-@click.option("--rules", "rules_path", required=True, type=click.Path(), help="Rule file or directory.")
+@click.option("--rules", "rules_path", required=True, type=click.Path(),
+              help="Rule file or directory, or a compiled bundle.")
 @click.argument("claims", type=click.Path())
 @click.option("--out", "out_path", type=click.Path(), help="Findings file (.parquet, .csv or .jsonl). "
               "Default: findings.parquet beside CLAIMS.")
@@ -108,20 +122,35 @@ def test(path, verbose):
               help="Where rows that cannot be read go, with row, field and reason. Default: beside --out.")
 @click.option("--stage", "stages", multiple=True, default=("事后",), show_default=True,
               help="Only rules for these stages (事前, 事中, 事后).")
-def audit(rules_path, claims, out_path, quarantine_path, stages):
+@click.option("--executor", type=click.Choice(["batch", "reference"]), default="batch", show_default=True,
+              help="batch: compiled families over Arrow columns; reference: the rule-by-rule oracle.")
+def audit(rules_path, claims, out_path, quarantine_path, stages, executor):
     """Audit a batch of claim lines (Parquet or CSV, national field names) after settlement (事后)."""
-    from claimaudit.connectors.claims import ClaimsError, load_lines
+    from claimaudit.connectors.claims import ClaimsError, check_columns, load_lines, read_table
     from claimaudit.connectors.sinks import SinkError, write_records
 
-    rs = _load_or_exit(rules_path)
-    engine = ReferenceEngine(rs, stages=_stages(stages))
+    plan = _load_plan_or_exit(rules_path)
+    rs = plan.ruleset
+    wanted = _stages(stages)
     started = time.perf_counter()
     try:
-        lines, quarantined = load_lines(claims, engine.rules)
+        if executor == "reference":
+            engine = ReferenceEngine(rs, stages=wanted)
+            lines, quarantined = load_lines(claims, engine.rules)
+            findings = list(engine.run(lines))
+            n_lines = len(lines)
+        else:
+            from .batch import BatchEngine
+            engine = BatchEngine(plan, stages=wanted)
+            table = read_table(Path(claims))
+            check_columns(Path(claims), table.column_names, engine.rules)
+            hits, columns = engine.run_table(table)
+            findings = engine.findings(hits, columns)
+            quarantined = columns.quarantined()
+            n_lines = table.num_rows - len(quarantined)
     except ClaimsError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_USAGE)
-    findings = list(engine.run(lines))
     elapsed = time.perf_counter() - started
     out = Path(out_path) if out_path else Path(claims).with_name("findings.parquet")
     qpath = Path(quarantine_path) if quarantine_path else out.with_name(out.stem + ".quarantine" + out.suffix)
@@ -132,7 +161,7 @@ def audit(rules_path, claims, out_path, quarantine_path, stages):
     except (SinkError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_USAGE)
-    _print_summary(rs, findings, len(lines), quarantined, elapsed, out, qpath)
+    _print_summary(rs, findings, n_lines, quarantined, elapsed, out, qpath)
 
 
 def _stages(stages):
@@ -177,11 +206,14 @@ def _print_summary(rs, findings, n_lines, quarantined, elapsed, out, qpath):
 
 
 @main.command()
-@click.option("--rules", "rules_path", required=True, type=click.Path(), help="Rule file or directory.")
+@click.option("--rules", "rules_path", required=True, type=click.Path(),
+              help="Rule file or directory, or a compiled bundle.")
 @click.argument("request", type=click.Path())
 @click.option("--stage", "stages", multiple=True, default=("事前", "事中"), show_default=True,
               help="Only rules for these stages.")
-def screen(rules_path, request, stages):
+@click.option("--executor", type=click.Choice(["inline", "reference"]), default="inline", show_default=True,
+              help="inline: the compiled screener; reference: the rule-by-rule oracle.")
+def screen(rules_path, request, stages, executor):
     """Screen one prescription (a 3101-shaped JSON request; '-' reads stdin) before it is issued.
 
     Prints the response: result[] with one entry per finding (rule, message, severity, evidence,
@@ -189,22 +221,29 @@ def screen(rules_path, request, stages):
     """
     from claimaudit.connectors.request import RequestError, parse_json, request_lines
 
-    rs = _load_or_exit(rules_path)
+    from .inline import Screener
+
+    plan = _load_plan_or_exit(rules_path)
+    wanted = _stages(stages)
     try:
-        text = sys.stdin.read() if request == "-" else Path(request).read_text(encoding="utf-8")
+        text = sys.stdin.read() if request == "-" else Path(request).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         click.echo(f"error: cannot read {request}: {e}", err=True)
         sys.exit(EXIT_USAGE)
     try:
-        req = request_lines(parse_json(text, request))
+        doc = parse_json(text, request)
+        if executor == "inline":
+            response = Screener(plan, stages=wanted).screen(doc)
+        else:
+            response = screen_request(plan.ruleset, request_lines(doc), wanted)
     except RequestError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_USAGE)
-    response = screen_request(rs, req, _stages(stages))
     click.echo(json.dumps(response, ensure_ascii=False, indent=2, default=str))
 
 
 def screen_request(rs: Ruleset, req, stages) -> dict:
+    """The reference interpreter's answer to a request, in the same response shape as the screener's."""
     started = time.perf_counter()
     engine = ReferenceEngine(rs, stages=stages, rule_codes=req.rule_ids or None)
     findings = [f for f in engine.run(l for l in req.lines if l["feedetl_sn"] in req.current)]
@@ -216,6 +255,29 @@ def screen_request(rs: Ruleset, req, stages) -> dict:
         "ruleset": {"name": rs.name, "version": rs.version},
         "engine": {"executor": "reference", "elapsed_us": round(elapsed_us, 1)},
     }
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+def explain(path):
+    """Show how the rules under PATH (or a bundle) compile: families, sizes, keys, templates, fallbacks."""
+    click.echo(_load_plan_or_exit(path).explain())
+
+
+@main.command(name="compile")
+@click.argument("path", type=click.Path())
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(), help="Bundle directory to write.")
+def compile_(path, out_path):
+    """Compile the rules under PATH into a bundle (plan + Arrow parameter tables + manifest)."""
+    from .bundle import write_bundle
+    from .plan import build_plan
+    started = time.perf_counter()
+    rs = _load_or_exit(path)
+    plan = build_plan(rs)
+    manifest = write_bundle(plan, out_path)
+    click.echo(f"{out_path}: {manifest['rules']} rule(s), {manifest['families']} family(ies), "
+               f"{manifest['parameter_rows']} parameter row(s), content {manifest['content_hash'][:16]} "
+               f"({time.perf_counter() - started:.2f}s)")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 VIOLATION = "violation"
 INSUFFICIENT = "insufficient_data"
@@ -98,7 +98,8 @@ def to_3101_result(f: Finding) -> dict:
         "vola_amt": f.amount,
         "vola_amt_stas": f.amount_formula,
         "rule_version": f.rule_version,
-        "knowledge": asdict(kp) if kp else None,
+        "knowledge": {"table": kp.table, "key": kp.key, "file_row": kp.file_row, "point_id": kp.point_id,
+                      "text": kp.text, "source": kp.source} if kp else None,
         "judge_result_detail_dtos": [{"rx_id": i, "vola_item_type": str(r)} for i, r in f.lines],
     }
 

@@ -9,6 +9,7 @@ from typing import Iterable, Iterator
 
 from claimaudit.dsl import ir
 from claimaudit.dsl.ruleset import Ruleset
+from claimaudit.dsl.schema import DERIVED_FIELDS
 from claimaudit.dsl.units import Quantity
 
 from .findings import INSUFFICIENT, ROLE_VIOLATING, VIOLATION, Finding, KnowledgePoint, finding_id
@@ -28,7 +29,6 @@ class Env:
             return self.derived[name]
         v = self.line.get(name)
         if v is None:
-            from claimaudit.dsl.schema import DERIVED_FIELDS
             if name in DERIVED_FIELDS:
                 v = derive(name, self.line)
                 self.derived[name] = v
@@ -212,18 +212,26 @@ def expr_text(expr, env: Env | None = None, binding: str = "k") -> str:
     return expr.op
 
 
-def _evidence(rule: ir.Rule, env: Env) -> tuple:
-    out = []
-    for name in sorted(rule.fields_used()):
-        if name == "psn_no":  # evidence is shown to prescribers and in reports; keep identifiers out
-            continue
-        out.append((name, format_value(env.field(name))))
-    if env.row is not None:
+class RuleFacts:
+    """What rendering a finding needs about a rule, worked out once per rule."""
+
+    __slots__ = ("evidence_fields", "knowledge_columns", "amount_names")
+
+    def __init__(self, rule: ir.Rule):
+        # evidence is shown to prescribers and in reports; keep the person id out of it
+        self.evidence_fields = tuple(n for n in sorted(rule.fields_used()) if n != "psn_no")
+        cols = []
         for node in (n for e in (rule.scope, rule.condition, rule.amount) if e is not None for n in ir.walk(e)):
-            if isinstance(node, ir.KnowledgeField):
-                item = (f"k.{node.column}", format_value(env.row.get(node.column)))
-                if item not in out:
-                    out.append(item)
+            if isinstance(node, ir.KnowledgeField) and node.column not in cols:
+                cols.append(node.column)
+        self.knowledge_columns = tuple(cols)
+        self.amount_names = expr_text(rule.amount)
+
+
+def _evidence(facts: RuleFacts, env: Env) -> tuple:
+    out = [(name, format_value(env.field(name))) for name in facts.evidence_fields]
+    if env.row is not None:
+        out.extend((f"k.{c}", format_value(env.row.get(c))) for c in facts.knowledge_columns)
     return tuple(out)
 
 
@@ -252,6 +260,14 @@ class ReferenceEngine:
         self.rules = tuple(r for r in ruleset.rules
                            if (wanted_stages is None or r.stages & wanted_stages)
                            and (wanted_codes is None or r.code in wanted_codes))
+        self._facts: dict[int, tuple] = {}
+
+    def facts(self, rule: ir.Rule) -> RuleFacts:
+        got = self._facts.get(id(rule))
+        if got is None or got[0] is not rule:
+            got = (rule, RuleFacts(rule))
+            self._facts[id(rule)] = got
+        return got[1]
 
     def run(self, lines: Iterable[dict]) -> Iterator[Finding]:
         for line in lines:
@@ -299,6 +315,7 @@ class ReferenceEngine:
 
     def _finding(self, rule: ir.Rule, env: Env, point, unknown: Unknown | None) -> Finding:
         line = env.line
+        facts = self.facts(rule)
         kp = _knowledge_point(rule, point)
         line_id = str(line.get("feedetl_sn"))
         fid = finding_id(rule.code, f"{kp.table}:{kp.file_row}" if kp and kp.table else "-", line_id,
@@ -309,10 +326,10 @@ class ReferenceEngine:
         else:
             value = evaluate(rule.amount, env)
             if is_unknown(value):
-                amount, formula = None, f"{expr_text(rule.amount)}: cannot compute ({value.reason})"
+                amount, formula = None, f"{facts.amount_names}: cannot compute ({value.reason})"
             else:
                 amount = round_money(float(value))
-                names, values = expr_text(rule.amount), expr_text(rule.amount, env)
+                names, values = facts.amount_names, expr_text(rule.amount, env)
                 formula = f"{names} = {values} = {format_money(amount)}" if names != values else f"{names} = {format_money(amount)}"
             extra = {"amount": format_money(amount), "rule_code": rule.code, "rule_name": rule.name,
                      "knowledge_text": (kp.text or "") if kp else "", "knowledge_source": (kp.source or "") if kp else ""}
@@ -325,7 +342,7 @@ class ReferenceEngine:
             mdtrt_id=line.get("mdtrt_id"), psn_no=line.get("psn_no"), fixmedins_code=line.get("fixmedins_code"),
             bilg_dept_codg=line.get("bilg_dept_codg"), bilg_dr_codg=line.get("bilg_dr_codg"),
             med_list_codg=line.get("med_list_codg"), service_date=None if is_unknown(day) else day.isoformat(),
-            knowledge=kp, evidence=_evidence(rule, env), amount=amount, amount_formula=formula,
+            knowledge=kp, evidence=_evidence(facts, env), amount=amount, amount_formula=formula,
             reason=unknown.reason if unknown is not None else None,
             lines=((line_id, ROLE_VIOLATING),),
             rule_location=f"{rule.span.file}:{rule.span.line}" if rule.span else "")
