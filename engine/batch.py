@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import kernels as kernel_registry
 from .columns import EPOCH, LineColumns
@@ -54,25 +55,51 @@ def round_money_vec(v: np.ndarray) -> np.ndarray:
 
 
 class _FamilyIndex:
-    """Parameter rows of a family by key: exact values, or prefixes by length."""
+    """Parameter rows of a family by key, grouped by key length, as Arrow value sets so that the
+    distinct line codes of a batch are matched in a few vectorised lookups per length."""
 
     def __init__(self, fam: Family, active: np.ndarray):
         self.match = fam.match
-        self.by_key: dict = {}
+        by_length: dict = {}
         for r, key in enumerate(fam.keys):
             if active[r] and key is not None:
-                self.by_key.setdefault(key, []).append(r)
-        self.lengths = sorted({len(k) for k in self.by_key})
+                by_length.setdefault(len(key) if fam.match == "prefix" else None, {}).setdefault(key, []).append(r)
+        self.groups = []  # (length or None, keys as Arrow array, CSR offsets, rows)
+        for length, rows_by_key in sorted(by_length.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+            keys = list(rows_by_key)
+            offsets = np.concatenate([[0], np.cumsum([len(rows_by_key[k]) for k in keys])]).astype(np.int64)
+            rows = np.array([r for k in keys for r in rows_by_key[k]], np.int64)
+            self.groups.append((length, pa.array(keys, pa.string()), offsets, rows))
 
-    def rows_for(self, value: str) -> list:
-        if self.match == "exact":
-            return self.by_key.get(value, [])
-        out = []
-        for n in self.lengths:
-            if n > len(value):
-                break
-            out.extend(self.by_key.get(value[:n], ()))
-        return sorted(out)
+    def candidates(self, codes: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """CSR over the distinct line codes: (offsets, rows) of the matching parameter rows."""
+        n = len(codes)
+        code_parts, row_parts = [], []
+        lengths = pc.utf8_length(codes).to_numpy(zero_copy_only=False) if n else np.zeros(0, np.int64)
+        for length, keys, offsets, rows in self.groups:
+            probe = codes if length is None else pc.utf8_slice_codeunits(codes, 0, length)
+            pos = pc.index_in(probe, value_set=keys).to_numpy(zero_copy_only=False)
+            pos = np.where(np.isnan(pos), -1, pos).astype(np.int64) if pos.dtype.kind == "f" else pos.astype(np.int64)
+            ok = pos >= 0
+            if length is not None:
+                ok &= lengths >= length
+            code_ids = np.flatnonzero(ok)
+            if not code_ids.size:
+                continue
+            k = pos[code_ids]
+            per = offsets[k + 1] - offsets[k]
+            code_parts.append(np.repeat(code_ids, per))
+            starts = np.repeat(offsets[k], per)
+            within = np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)
+            row_parts.append(rows[starts + within])
+        if not code_parts:
+            return np.zeros(n + 1, np.int64), np.zeros(0, np.int64)
+        code_ids = np.concatenate(code_parts)
+        cand_rows = np.concatenate(row_parts)
+        order = np.lexsort((cand_rows, code_ids))
+        code_ids, cand_rows = code_ids[order], cand_rows[order]
+        counts = np.bincount(code_ids, minlength=n)
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), cand_rows
 
 
 class BatchEngine:
@@ -122,20 +149,21 @@ class BatchEngine:
         if key.kind != "text":
             raise NotVectorizable("a lookup key that is not text")
         index: _FamilyIndex = prep["index"]
-        counts, starts, items = [], [0], []
-        for value in key.dictionary:
-            rows = index.rows_for(value)
-            items.extend(rows)
-            counts.append(len(rows))
-            starts.append(len(items))
-        counts = np.array(counts + [0], np.int64)
-        starts = np.array(starts, np.int64)
-        items = np.array(items, np.int64)
+        dict_key = ("arrow-dictionary", id(key.dictionary))
+        if dict_key not in cache:
+            cache[dict_key] = (key.dictionary, pa.array(key.dictionary, pa.string()))
+        starts, items = index.candidates(cache[dict_key][1])
+        counts = np.diff(starts)
+        counts = np.append(counts, 0)  # code -1 (null) has no candidates
         codes = key.val
         per_line = np.where(good, counts[codes], 0)
+        if per_line.max(initial=0) <= 1:  # the usual case: at most one row per line, no expansion needed
+            pair_line = np.flatnonzero(per_line).astype(np.int64)
+            pair_row = items[starts[codes[pair_line]]]
+            return pair_line, pair_row, (good & ~key.known if fam.source.startswith("table:") else None)
         pair_line = np.repeat(np.arange(lines.n, dtype=np.int64), per_line)
         if pair_line.size:
-            first = starts[np.where(codes >= 0, codes, len(counts) - 1)][pair_line]
+            first = starts[np.where(codes >= 0, codes, 0)][pair_line]
             run_start = np.repeat(np.cumsum(per_line) - per_line, per_line)
             pair_row = items[first + (np.arange(pair_line.size) - run_start)]
         else:

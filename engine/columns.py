@@ -17,6 +17,18 @@ from claimaudit.connectors import claims as row_reader
 from claimaudit.dsl.schema import CLAIM_FIELDS, LINE_IDENTITY
 
 EPOCH = dt.date(1970, 1, 1)
+MICROS_PER_DAY = 86_400_000_000
+_MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1e-3}
+
+
+def micros_since_epoch(v: dt.datetime) -> int:
+    d = v - dt.datetime(1970, 1, 1)
+    return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def _is_text(t) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or (
+        pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)))
 
 
 @dataclass
@@ -37,11 +49,11 @@ class NumCol:
 
 @dataclass
 class DayCol:
-    """A date or a date-time: whole days since 1970-01-01, plus seconds for date-times."""
+    """A date or a date-time: whole days since 1970-01-01, plus microseconds for date-times."""
 
     days: np.ndarray  # int32
     known: np.ndarray
-    seconds: np.ndarray | None = None  # int64, date-times only
+    micros: np.ndarray | None = None  # int64 microseconds since 1970, date-times only
 
 
 @dataclass
@@ -60,18 +72,41 @@ def _chunked(col) -> pa.ChunkedArray:
     return col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col])
 
 
-def _distinct(col: pa.ChunkedArray):
-    """Per-line index into the distinct values (-1 for null), and the distinct values."""
+def _distinct_arrow(col: pa.ChunkedArray):
+    """Per-line index into the distinct values (-1 for null), and the distinct values as an Arrow array."""
     col = _chunked(col)
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col)
     col = col.unify_dictionaries()
     if col.num_chunks == 0:
-        return np.zeros(0, np.int32), []
-    dictionary = col.chunk(0).dictionary.to_pylist()
+        return np.zeros(0, np.int32), pa.array([], pa.string())
     idx = pa.chunked_array([c.indices for c in col.chunks]).combine_chunks() if col.num_chunks > 1 else col.chunk(0).indices
     ids = idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    return ids, dictionary
+    return ids, col.chunk(0).dictionary
+
+
+def _distinct(col: pa.ChunkedArray):
+    ids, dictionary = _distinct_arrow(col)
+    return ids, dictionary.to_pylist()
+
+
+def _list_from_text(dictionary: pa.Array):
+    """Lists written as text ('I10.x00;E11.900', any of ; | , ， ；) split in Arrow, not per value in Python:
+    (offsets per distinct text, item codes, item dictionary). Same rule as the row reader: items are
+    trimmed and empty ones dropped."""
+    text = dictionary.cast(pa.string())
+    for sep in row_reader._LIST_SEPARATORS[1:]:
+        text = pc.replace_substring(text, sep, ";")
+    parts = pc.split_pattern(text, ";")
+    lengths = pc.list_value_length(parts).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    items = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    keep = pc.not_equal(items, "").to_numpy(zero_copy_only=False).astype(bool) if len(items) else np.zeros(0, bool)
+    codes, item_dict = _distinct(items)
+    csum = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+    ends = np.cumsum(lengths)
+    counts = csum[ends] - csum[ends - lengths]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return offsets, codes[keep].astype(np.int32), item_dict
 
 
 class LineColumns:
@@ -84,17 +119,26 @@ class LineColumns:
         self.bad = np.zeros(self.n, dtype=bool)
         self.bad_reason: dict[int, tuple[str, str]] = {}
         self.cache: dict = {}
-        self._read_all()
+        self._validate()
 
     # ---- reading ------------------------------------------------------------------------------
-    def _read_all(self) -> None:
+    def _validate(self) -> None:
+        """Quarantine rows the row reader would refuse. Only a non-text field stored as text (a CSV
+        column) can hold a value that does not read; those are typed now, the rest on first use."""
         present = set(self.table.column_names)
         for name, info in CLAIM_FIELDS.items():
-            if name in present:
+            if name in present and info.type != "text" and _is_text(self.table.column(name).type):
                 self.cols[name] = self._read(name, info.type, self.table.column(name))
         for name in LINE_IDENTITY:
-            col = self.cols.get(name)
-            missing = ~col.known if col is not None else np.ones(self.n, bool)
+            if name in present:
+                col = _chunked(self.table.column(name))
+                if not _is_text(col.type):
+                    col = pc.cast(col, pa.string())
+                blank = pc.equal(pc.utf8_trim_whitespace(col), "")
+                missing = pc.or_kleene(pc.is_null(col), blank).to_numpy(zero_copy_only=False).astype(bool) \
+                    if self.n else np.zeros(0, bool)
+            else:
+                missing = np.ones(self.n, bool)
             why = "line id" if name == "feedetl_sn" else "national code; map the local code first"
             self._quarantine(missing, name, f"{name} ({why}) is empty")
 
@@ -122,11 +166,13 @@ class LineColumns:
         arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
         known = arr.is_valid().to_numpy(zero_copy_only=False)
         if pa.types.is_timestamp(arr.type):
-            secs = pc.cast(pc.cast(arr, pa.timestamp("s")), pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-            days = np.floor_divide(secs, 86400).astype(np.int32)
-            return DayCol(days, known, secs if kind == "datetime" else None)
+            per_unit = _MICROS[arr.type.unit]
+            raw = pc.cast(arr, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+            micros = raw * per_unit if per_unit >= 1 else np.floor_divide(raw, int(round(1 / per_unit)))
+            days = np.floor_divide(micros, MICROS_PER_DAY).astype(np.int32)
+            return DayCol(days, known, micros if kind == "datetime" else None)
         days = pc.cast(pc.cast(arr, pa.date32()), pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
-        return DayCol(days, known, days.astype(np.int64) * 86400 if kind == "datetime" else None)
+        return DayCol(days, known, days.astype(np.int64) * MICROS_PER_DAY if kind == "datetime" else None)
 
     def _typed_list(self, col: pa.ChunkedArray) -> ListCol:
         arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
@@ -145,6 +191,10 @@ class LineColumns:
         return ListCol(ids, new_offsets, codes[keep].astype(np.int32), dictionary)
 
     def _by_distinct(self, name: str, kind: str, col: pa.ChunkedArray):
+        if kind == "list" and _is_text(col.type):
+            ids, dictionary = _distinct_arrow(col)
+            offsets, items, item_dict = _list_from_text(dictionary)
+            return ListCol(ids, offsets, items, item_dict)
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
             ids, raw = _distinct(col)
         else:  # e.g. a code stored as an integer: type each distinct value as the row reader would
@@ -185,10 +235,9 @@ class LineColumns:
             if kind == "date":
                 d = np.array([(v - EPOCH).days if v is not None else 0 for v in values] + [0], np.int32)
                 return DayCol(d[ids], line_known)
-            secs = np.array([int((v - dt.datetime(1970, 1, 1)).total_seconds()) if v is not None else 0
-                             for v in values] + [0], np.int64)
-            s = secs[ids]
-            return DayCol(np.floor_divide(s, 86400).astype(np.int32), line_known, s)
+            micros = np.array([micros_since_epoch(v) if v is not None else 0 for v in values] + [0], np.int64)
+            m = micros[ids]
+            return DayCol(np.floor_divide(m, MICROS_PER_DAY).astype(np.int32), line_known, m)
         # list written as text
         dictionary, codes, offsets = {}, [], [0]
         for v in values:
@@ -200,7 +249,13 @@ class LineColumns:
 
     # ---- access -----------------------------------------------------------------------------
     def get(self, name: str):
-        return self.cols.get(name)
+        """The typed column of a claim field (read on first use), or None when the input lacks it."""
+        if name not in self.cols:
+            info = CLAIM_FIELDS.get(name)
+            if info is None or name not in self.table.column_names:
+                return None
+            self.cols[name] = self._read(name, info.type, self.table.column(name))
+        return self.cols[name]
 
     def row_dict(self, i: int) -> dict:
         """One line as the row reader would type it (for rendering findings with the reference)."""

@@ -16,7 +16,7 @@ import numpy as np
 from claimaudit.dsl import ir
 from claimaudit.dsl.units import Quantity, parse_frequency, parse_quantity
 
-from .columns import EPOCH, DayCol, LineColumns, ListCol, NumCol, TextCol
+from .columns import EPOCH, MICROS_PER_DAY, DayCol, LineColumns, ListCol, NumCol, TextCol, micros_since_epoch
 
 
 class NotVectorizable(Exception):
@@ -145,7 +145,7 @@ class FamilyEvaluator:
         if isinstance(value, (int, float)):
             return V("num", "const", float(value))
         if isinstance(value, dt.datetime):
-            return V("sec", "const", int((value - dt.datetime(1970, 1, 1)).total_seconds()))
+            return V("sec", "const", micros_since_epoch(value))
         if isinstance(value, dt.date):
             return V("day", "const", (value - EPOCH).days)
         return V("text", "const", value)
@@ -163,7 +163,8 @@ class FamilyEvaluator:
             return _from_column(col)
         if name == "service_date":
             t = self._field("fee_ocur_time")
-            return V("day", "line", t.val if t.kind == "day" else np.floor_divide(t.val, 86400).astype(np.int32), t.known)
+            return V("day", "line", t.val if t.kind == "day" else np.floor_divide(t.val, MICROS_PER_DAY).astype(np.int32),
+                     t.known)
         if name in ("age_years", "age_days"):
             d, b = self._field("service_date"), self._field("brdy")
             known = d.known & b.known & (b.val <= d.val)
@@ -401,9 +402,10 @@ class FamilyEvaluator:
 
 
 def _sec_to_day(v: V) -> V:
+    """A date-time (microseconds) at day precision: comparing with a date compares the date part."""
     if v.dom == "const":
-        return V("day", "const", v.val // 86400)
-    return V("day", v.dom, np.floor_divide(v.val, 86400).astype(np.int32), v.known)
+        return V("day", "const", v.val // MICROS_PER_DAY)
+    return V("day", v.dom, np.floor_divide(v.val, MICROS_PER_DAY).astype(np.int32), v.known)
 
 
 def _from_column(col) -> V:
@@ -412,8 +414,8 @@ def _from_column(col) -> V:
     if isinstance(col, NumCol):
         return V("num", "line", col.values, col.known)
     if isinstance(col, DayCol):
-        if col.seconds is not None:
-            return V("sec", "line", col.seconds, col.known)
+        if col.micros is not None:
+            return V("sec", "line", col.micros, col.known)
         return V("day", "line", col.days, col.known)
     if isinstance(col, ListCol):
         return V("list", "line", col.ids, col.ids >= 0, col.dictionary, csr=col)
