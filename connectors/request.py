@@ -121,7 +121,8 @@ def request_lines(doc: dict, fields: tuple | None = None) -> ScreenRequest:
                     levels = ((opath, order, ORDER_MAP), (epath, enc, ENCOUNTER_MAP), (ppath, patient, PATIENT_MAP))
                     raise RequestError(f"{_origin(field, levels) or f'{opath}.{field}'}: {why}")
                 lines.append(line)
-                if str(order.get("curr_drord_flag", "1")) == "1":
+                flag = order.get("curr_drord_flag")
+                if flag is None or str(flag).strip() in ("", "1"):  # absent or null: the order being checked
                     current.add(line["feedetl_sn"])
     rule_ids = doc.get("rule_ids") or ()
     if not isinstance(rule_ids, (list, tuple)):

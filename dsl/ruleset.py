@@ -62,7 +62,7 @@ def load_ruleset(path: str | Path) -> Ruleset:
     for f in files:
         diags.extend(f.diagnostics)
 
-    name, meta = path.stem, {}
+    name, meta = (path.resolve().stem or "ruleset"), {}
     decls = [d for f in files for d in f.ruleset]
     for extra in decls[1:]:
         diags.append(Diagnostic("bad_metadata", "a ruleset is declared more than once", extra.span,

@@ -144,7 +144,11 @@ def _type_of_column(col: Column) -> str:
 
 def write_bundle(plan: Plan, out: str | Path) -> dict:
     """Write the bundle atomically (a temporary directory renamed into place); returns the manifest."""
-    out = Path(out)
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"{out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not is_bundle(out):
+        raise BundleError(f"{out}: exists and is not a bundle; refusing to replace it (choose a new directory)")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -184,8 +188,8 @@ def write_bundle(plan: Plan, out: str | Path) -> dict:
             "rules": len(rs.rules), "families": len(plan.families),
             "parameter_rows": sum(len(f) for f in plan.families),
             "knowledge": tables, "files": files,
-            "content_hash": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest(),
         }
+        manifest["content_hash"] = _content_hash(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
@@ -194,6 +198,13 @@ def write_bundle(plan: Plan, out: str | Path) -> dict:
         if tmp.exists():
             shutil.rmtree(tmp)
     return manifest
+
+
+def _content_hash(manifest: dict) -> str:
+    """Covers every file and everything the manifest says (but the creation time), so an edit to the
+    manifest is caught like an edit to a file."""
+    body = {k: v for k, v in manifest.items() if k not in ("content_hash", "created")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def _sha256(path: Path) -> str:
@@ -209,6 +220,12 @@ def _sha256(path: Path) -> str:
 
 def is_bundle(path) -> bool:
     return (Path(path) / "manifest.json").is_file()
+
+
+def looks_like_bundle(path) -> bool:
+    """A bundle, or what is left of one (a directory with plan.json or families/)."""
+    p = Path(path)
+    return is_bundle(p) or (p.is_dir() and ((p / "plan.json").exists() or (p / "families").is_dir()))
 
 
 def read_manifest(path) -> dict:
@@ -231,8 +248,8 @@ def read_manifest(path) -> dict:
 def verify(path, manifest: dict) -> None:
     path = Path(path)
     files = manifest.get("files") or {}
-    if hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest() != manifest.get("content_hash"):
-        raise BundleError(f"{path}/manifest.json: the file list does not match the content hash")
+    if _content_hash(manifest) != manifest.get("content_hash"):
+        raise BundleError(f"{path}/manifest.json: edited or corrupt (its content does not match its content hash)")
     for rel, digest in files.items():
         p = path / rel
         if not p.is_file():

@@ -34,9 +34,9 @@ def _console(err=False) -> Console:
 
 def _load_plan_or_exit(path: str):
     """A compiled bundle, or a ruleset compiled now."""
-    from .bundle import BundleError, is_bundle, load_bundle
+    from .bundle import BundleError, load_bundle, looks_like_bundle
     from .plan import build_plan
-    if is_bundle(path):
+    if looks_like_bundle(path):
         try:
             return load_bundle(path)
         except BundleError as e:
@@ -269,12 +269,16 @@ def explain(path):
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(), help="Bundle directory to write.")
 def compile_(path, out_path):
     """Compile the rules under PATH into a bundle (plan + Arrow parameter tables + manifest)."""
-    from .bundle import write_bundle
+    from .bundle import BundleError, write_bundle
     from .plan import build_plan
     started = time.perf_counter()
     rs = _load_or_exit(path)
     plan = build_plan(rs)
-    manifest = write_bundle(plan, out_path)
+    try:
+        manifest = write_bundle(plan, out_path)
+    except (BundleError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
     click.echo(f"{out_path}: {manifest['rules']} rule(s), {manifest['families']} family(ies), "
                f"{manifest['parameter_rows']} parameter row(s), content {manifest['content_hash'][:16]} "
                f"({time.perf_counter() - started:.2f}s)")

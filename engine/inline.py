@@ -213,7 +213,11 @@ class Screener:
     def __init__(self, plan: Plan, stages=DEFAULT_STAGES, executor_name: str = "inline"):
         self.plan = plan
         self.ruleset: Ruleset = plan.ruleset
-        self.stages = frozenset(stages) if stages else None
+        from claimaudit.dsl.check import STAGES
+        unknown = [st for st in (stages or ()) if st not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage {unknown[0]!r}: use 事前, 事中, 事后 (or pre, during, post)")
+        self.stages = frozenset(STAGES[st] for st in stages) if stages else None
         self.executor_name = executor_name
         self.reference = ref.ReferenceEngine(self.ruleset, stages=self.stages)
         self._active = {id(r) for r in self.reference.rules}

@@ -181,7 +181,8 @@ def split_key(p: Planned) -> Planned:
         key = _key_of(c)
         if key is not None:
             return replace(p, key=key, condition=conjunction(parts[:i] + parts[i + 1:]))
-    return replace(p, unindexed_reason=f"no test of {' or '.join(KEY_FIELDS)} against a constant in its condition")
+    return replace(p, unindexed_reason=f"its condition has no top-level 'and' test of {' or '.join(KEY_FIELDS)} "
+                                       "against a constant (==, in, startswith)")
 
 
 # ---- lift constants into parameters ----------------------------------------------------------------

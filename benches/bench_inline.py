@@ -1,0 +1,136 @@
+"""Benchmark: inline screening of one prescription (事前/事中), in process, after load.
+
+Builds 3101-shaped requests of N order lines (default 10) from a claims Parquet file (gen_claims.py)
+and screens them with ``Screener`` over a ruleset (gen_knowledge.py) or a compiled bundle. Reports,
+over R timed calls (after warm-up, with gc.freeze() as an embedding service would do after load):
+
+  screen_p50_us / screen_p99_us   Screener.screen(request dict): request mapping + index lookups +
+                                  template evaluation + rendering of the findings (the whole call)
+  engine_p50_us / engine_p99_us   Screener.screen_lines(typed lines): candidates + evaluation + rendering
+  reference_p50_us / _p99_us      the reference interpreter on the same typed lines (the peer)
+
+and the ratio reference / engine. The last line on stdout is one JSON object.
+
+Example:
+  python benches/gen_knowledge.py --instances 50000 -o benches/out/ruleset_50000
+  python benches/gen_claims.py --lines 200000 -o benches/out/claims_200k.parquet
+  python benches/bench_inline.py --rules benches/out/ruleset_50000 --claims benches/out/claims_200k.parquet
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from claimaudit.connectors.request import request_lines
+from claimaudit.engine.inline import Screener
+from claimaudit.engine.reference import ReferenceEngine
+
+
+def _iso(v):
+    return v.isoformat(sep=" ") if isinstance(v, dt.datetime) else (v.isoformat() if isinstance(v, dt.date) else v)
+
+
+def build_requests(claims: Path, lines_per_request: int, count: int) -> list[dict]:
+    """Prescriptions of the claims file with at least N lines, cut to N, as 3101 requests."""
+    table = pq.read_table(claims)
+    table = table.slice(0, min(table.num_rows, 400_000))
+    rx = table.column("rxno")
+    counts = pc.value_counts(rx).to_pylist()
+    big = {c["values"] for c in counts if c["counts"] >= lines_per_request}
+    rows = [r for r in table.to_pylist() if r["rxno"] in big]
+    by_rx: dict = {}
+    for r in rows:
+        by_rx.setdefault(r["rxno"], []).append(r)
+    requests = []
+    for rxno, lines in list(by_rx.items())[:count]:
+        first = lines[0]
+        diags = [d for d in str(first.get("diag_codes") or "").split(";") if d]
+        orders = [{
+            "rx_id": l["feedetl_sn"], "rxno": rxno, "hilist_code": l["med_list_codg"], "hilist_name": l.get("hilist_name"),
+            "cnt": l["cnt"], "pric": l["pric"], "sumamt": l["det_item_fee_sumamt"],
+            "drord_begn_date": _iso(l["fee_ocur_time"]), "sin_dos_dscr": l.get("sin_dos_dscr"),
+            "used_frqu_dscr": l.get("used_frqu_dscr"), "prd_days": l.get("prd_days"),
+            "hosp_appr_flag": l.get("hosp_appr_flag"), "curr_drord_flag": "1",
+        } for l in lines[:lines_per_request]]
+        requests.append({"patient_dtos": [{
+            "patn_id": first["psn_no"], "gend": first["gend"], "brdy": _iso(first["brdy"]),
+            "fsi_encounter_dtos": [{
+                "mdtrt_id": first["mdtrt_id"], "medins_id": first.get("fixmedins_code"), "medins_lv": first.get("hosp_lv"),
+                "med_type": first.get("med_type"), "insutype": first.get("insutype"), "adm_date": _iso(first.get("begntime")),
+                "dscg_main_dise_codg": first.get("dscg_maindiag_code"),
+                "fsi_diagnose_dtos": [{"dise_codg": d, "maindise_flag": "1" if i == 0 else "0"} for i, d in enumerate(diags)],
+                "fsi_order_dtos": orders}]}]})
+    return requests
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    s = sorted(samples)
+    return s[len(s) // 2] * 1e6, s[min(len(s) - 1, int(len(s) * 0.99))] * 1e6
+
+
+def timed(fn, items, repeats: int) -> list[float]:
+    out = []
+    clock = time.perf_counter
+    for i in range(repeats):
+        item = items[i % len(items)]
+        t = clock()
+        fn(item)
+        out.append(clock() - t)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rules", required=True, help="ruleset directory or compiled bundle")
+    ap.add_argument("--claims", required=True, help="claims Parquet (gen_claims.py) to take prescriptions from")
+    ap.add_argument("--lines", type=int, default=10, help="order lines per request (default 10)")
+    ap.add_argument("--requests", type=int, default=500, help="distinct requests to cycle through (default 500)")
+    ap.add_argument("--repeats", type=int, default=20000, help="timed calls per measure (default 20000)")
+    a = ap.parse_args(argv)
+
+    started = time.perf_counter()
+    screener = Screener.from_path(a.rules, stages=None)
+    load_s = time.perf_counter() - started
+    requests = build_requests(Path(a.claims), a.lines, a.requests)
+    if not requests:
+        sys.exit(f"no prescription with {a.lines} lines in {a.claims}")
+    typed = [request_lines(r, screener.fields) for r in requests]
+    reference = ReferenceEngine(screener.ruleset)
+    # the answers must agree before anything is timed
+    for req in typed[:100]:
+        got = sorted(f.key() for f in screener.screen_lines(req.lines, req.current))
+        want = sorted(f.key() for f in reference.run(req.lines))
+        assert got == want, "inline and reference disagree"
+    findings_per_request = statistics.mean(len(screener.screen_lines(r.lines, r.current)) for r in typed)
+    for r in requests[:200]:
+        screener.screen(r)  # warm-up
+    gc.collect()
+    gc.freeze()
+    s50, s99 = percentiles(timed(screener.screen, requests, a.repeats))
+    e50, e99 = percentiles(timed(lambda r: screener.screen_lines(r.lines, r.current), typed, a.repeats))
+    r50, r99 = percentiles(timed(lambda r: list(reference.run(r.lines)), typed, max(a.repeats // 10, 200)))
+    result = {
+        "benchmark": "inline_screen", "date": dt.date.today().isoformat(), "python": platform.python_version(),
+        "rules": len(screener.ruleset.rules), "parameter_rows": sum(len(f) for f in screener.plan.families),
+        "lines_per_request": a.lines, "requests": len(requests), "repeats": a.repeats,
+        "findings_per_request": round(findings_per_request, 2), "load_s": round(load_s, 3),
+        "screen_p50_us": round(s50, 1), "screen_p99_us": round(s99, 1),
+        "engine_p50_us": round(e50, 1), "engine_p99_us": round(e99, 1),
+        "reference_p50_us": round(r50, 1), "reference_p99_us": round(r99, 1),
+        "ratio_reference_over_engine_p50": round(r50 / e50, 2) if e50 else None,
+    }
+    print(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
