@@ -30,23 +30,39 @@ class Column:
 
 
 class KnowledgeTable:
-    """Rows plus an index from key value (or key prefix) to row numbers."""
+    """Rows plus an index from key value (or key prefix) to row numbers.
+
+    Rows may be given directly, or by a loader called on first use (a compiled bundle keeps its
+    tables in Arrow and only turns them into Python rows when a finding cites one)."""
 
     def __init__(self, name: str, path: str, columns: tuple[Column, ...], key: str, match: str,
-                 rows: list[dict], row_numbers: list[int]):
+                 rows: list[dict] | None, row_numbers, load_rows=None, n_rows: int | None = None):
         self.name = name
         self.path = path
         self.columns = {c.name: c for c in columns}
         self.key = key
         self.match = match
-        self.rows = tuple(rows)
-        self.row_numbers = tuple(row_numbers)  # file row of each row, for citations
-        self._index: dict[str, list[int]] = {}
+        self._rows = tuple(rows) if rows is not None else None
+        self._load_rows = load_rows
+        self._n = len(self._rows) if self._rows is not None else n_rows
+        self.row_numbers = row_numbers if isinstance(row_numbers, tuple) else tuple(row_numbers)  # file rows
+        self._index: dict[str, list[int]] | None = None
+        self._prefix_lengths: list[int] = []
+
+    @property
+    def rows(self) -> tuple:
+        if self._rows is None:
+            self._rows = tuple(self._load_rows())
+        return self._rows
+
+    def _build_index(self) -> None:
+        index: dict[str, list[int]] = {}
         for i, row in enumerate(self.rows):
-            k = row.get(key)
+            k = row.get(self.key)
             if k is not None:
-                self._index.setdefault(k, []).append(i)
-        self._prefix_lengths = sorted({len(k) for k in self._index}) if match == "prefix" else []
+                index.setdefault(k, []).append(i)
+        self._prefix_lengths = sorted({len(k) for k in index}) if self.match == "prefix" else []
+        self._index = index
 
     def row_index_of(self, file_row: int) -> int:
         """The row holding file row ``file_row`` (a finding cites file rows)."""
@@ -64,6 +80,8 @@ class KnowledgeTable:
         """Row numbers whose key matches ``value`` (equal, or a prefix of it), in file order."""
         if value is None:
             return []
+        if self._index is None:
+            self._build_index()
         value = str(value)
         if self.match == "exact":
             return self._index.get(value, [])
@@ -75,7 +93,7 @@ class KnowledgeTable:
         return sorted(hits)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._n if self._n is not None else len(self.rows)
 
 
 def columns_of(decl: ast.TableDecl) -> tuple[list[Column], list[Diagnostic]]:

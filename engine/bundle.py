@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -278,13 +279,36 @@ def load_bundle(path, check: bool = True) -> Plan:
 
 
 def _load_table(path: Path, meta: dict) -> KnowledgeTable:
+    """Memory-mapped Arrow; Python rows are made only when something asks for them."""
     table = _read_ipc(path / "knowledge" / f"{meta['name']}.arrow")
     columns = tuple(Column(n, t, u, r) for n, t, u, r in meta["columns"])
-    data = {c.name: _from_arrow_column(table, c.name, _type_of_column(c)) for c in columns}
-    names = list(data)
-    rows = [dict(zip(names, vals)) for vals in zip(*data.values())] if names else []
-    return KnowledgeTable(meta["name"], meta["path"], columns, meta["key"], meta["match"], rows,
-                          table.column("#file_row").to_pylist())
+
+    def rows():
+        data = {c.name: _from_arrow_column(table, c.name, _type_of_column(c)) for c in columns}
+        names = list(data)
+        return [dict(zip(names, vals)) for vals in zip(*data.values())] if names else []
+    return KnowledgeTable(meta["name"], meta["path"], columns, meta["key"], meta["match"], None,
+                          table.column("#file_row").to_numpy().tolist(), load_rows=rows, n_rows=table.num_rows)
+
+
+class _ArrowValues(Mapping):
+    """Parameter columns of a loaded family, turned into Python lists on first use."""
+
+    def __init__(self, table: pa.Table, params: tuple):
+        self._table, self._types, self._cache = table, dict(params), {}
+
+    def __getitem__(self, name):
+        if name not in self._cache:
+            if name not in self._types:
+                raise KeyError(name)
+            self._cache[name] = _from_arrow_column(self._table, name, self._types[name])
+        return self._cache[name]
+
+    def __iter__(self):
+        return iter(self._types)
+
+    def __len__(self):
+        return len(self._types)
 
 
 def _load_family(path: Path, f: dict) -> Family:
@@ -292,10 +316,10 @@ def _load_family(path: Path, f: dict) -> Family:
     params = tuple(tuple(p) for p in f["params"])
     fam = Family(f["family_id"], decode(f["key_expr"]), f["match"], decode(f["scope"]), decode(f["condition"]),
                  decode(f["amount"]), params, f["source"], fallback_reason=f["fallback_reason"])
-    fam.rule_index = table.column("rule_index").to_pylist()
-    fam.point = table.column("point").to_pylist()
+    fam.rule_index = table.column("rule_index").to_numpy().tolist()
+    fam.point = table.column("point").to_numpy().tolist()
     fam.keys = table.column("key").to_pylist()
-    fam.values = {name: _from_arrow_column(table, name, type_) for name, type_ in params}
+    fam.values = _ArrowValues(table, params)
     return fam
 
 
