@@ -4,14 +4,16 @@ Generates (benches/rules_corpus.py, fixed seed) one rule file with one rule per 
 default, about 10 MB — then, R times:
 
   parse_s        claimaudit.dsl.parse.parse_text on the file's text (Lark LALR parse + AST build)
+  check_only_s   claimaudit.dsl.check.check_rule over the parsed rules (what load_ruleset adds)
   check_total_s  claimaudit.dsl.ruleset.load_ruleset on the directory (read + parse + tables + check)
 
 and, once after the repeats, splits one parse into the Lark parse-tree stage and the AST-build stage
 (private helpers; skipped with --no-split) and times loading the same knowledge written as tables.
 
 Progress goes to stderr; the last line on stdout is one JSON object with the figures (medians over
-the repeats): rules, file_mb, parse_s, check_total_s, check_only_s (= check_total_s - parse_s),
-rules_per_s (rules / check_total_s), peak_rss_mb (getrusage ru_maxrss), date, python, ...
+the repeats): rules, file_mb, parse_s, check_only_s, check_total_s, rules_per_s (rules /
+check_total_s), the same medians in CPU seconds of the process (*_cpu_s; steadier than wall
+time on a shared box), peak_rss_mb (getrusage ru_maxrss), date, python, ...
 
 Examples:
   python benches/bench_parse_check.py                      # 20,000 rules, 3 repeats, temp dir
@@ -45,19 +47,27 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _timed(fn, gc_off: bool):
+CPU: dict[str, list[float]] = {}  # CPU seconds of this process per measurement name
+
+
+def _timed(fn, gc_off: bool, name: str | None = None):
+    """(result, wall seconds); CPU seconds go to CPU[name] (steadier than wall time on a busy box)."""
     if gc_off:
         gc.disable()
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = fn()
-        return result, time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if name:
+            CPU.setdefault(name, []).append(cpu)
+        return result, wall
     finally:
         if gc_off:
             gc.enable()
 
 
 def run(args) -> dict:
+    from claimaudit.dsl.check import check_rule
     from claimaudit.dsl.parse import parse_text
     from claimaudit.dsl.ruleset import load_ruleset
 
@@ -78,15 +88,19 @@ def run(args) -> dict:
             grammar_s = None
 
         text = rule_file.read_text(encoding="utf-8")
-        parse_times, load_times = [], []
+        parse_times, check_times, load_times = [], [], []
         n_rules = n_errors = None
         for i in range(args.repeats):
-            parsed, t = _timed(lambda: parse_text(text, str(rule_file)), args.gc_off)
+            parsed, t = _timed(lambda: parse_text(text, str(rule_file)), args.gc_off, "parse")
             parse_times.append(t)
             n_parsed = len(parsed.rules)
-            del parsed
+            # check alone: what load_ruleset does after parsing (this file declares no tables)
+            checked, t = _timed(lambda: [check_rule(d, {}, "2026.11") for d in parsed.rules], args.gc_off, "check_only")
+            check_times.append(t)
+            n_checked = sum(r is not None for r, _ in checked)
+            del parsed, checked
             gc.collect()
-            ruleset, t = _timed(lambda: load_ruleset(rule_file.parent), args.gc_off)
+            ruleset, t = _timed(lambda: load_ruleset(rule_file.parent), args.gc_off, "check_total")
             load_times.append(t)
             n_rules, n_errors = len(ruleset.rules), len(ruleset.errors)
             if n_errors:
@@ -94,7 +108,9 @@ def run(args) -> dict:
             del ruleset
             gc.collect()
             _log(f"repeat {i + 1}/{args.repeats}: parse {parse_times[-1]:.2f} s ({n_parsed} rules), "
-                 f"load_ruleset {load_times[-1]:.2f} s ({n_rules} rules, {n_errors} errors)")
+                 f"check {check_times[-1]:.2f} s ({n_checked} rules), load_ruleset {load_times[-1]:.2f} s "
+                 f"({n_rules} rules, {n_errors} errors); CPU s: parse {CPU['parse'][-1]:.2f}, "
+                 f"check {CPU['check_only'][-1]:.2f}, load_ruleset {CPU['check_total'][-1]:.2f}")
 
         split = {}
         if not args.no_split:
@@ -130,11 +146,13 @@ def run(args) -> dict:
         "repeats": args.repeats,
         "parse_s": round(parse_s, 3),
         "check_total_s": round(load_s, 3),
-        "check_only_s": round(load_s - parse_s, 3),
+        "check_only_s": round(statistics.median(check_times), 3),
         "rules_per_s": round(n_rules / load_s, 1) if load_s else None,
         "parse_rules_per_s": round(n_rules / parse_s, 1) if parse_s else None,
         "parse_s_all": [round(t, 3) for t in parse_times],
+        "check_only_s_all": [round(t, 3) for t in check_times],
         "check_total_s_all": [round(t, 3) for t in load_times],
+        **{f"{k}_cpu_s": round(statistics.median(v), 3) for k, v in CPU.items()},
         "grammar_build_s": round(grammar_s, 3) if grammar_s is not None else None,
         **split,
         **table,
