@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from claimaudit.dsl.schema import CLAIM_FIELDS, DERIVED_INPUTS, LINE_IDENTITY
+from claimaudit.dsl.schema import CLAIM_FIELDS, DERIVED_INPUTS, LINE_IDENTITY, LIST_SEPARATORS, split_list
 
 IDENTIFIER_FIELDS = frozenset(("psn_no", "mdtrt_id", "setl_id", "brdy"))
-_LIST_SEPARATORS = (";", "|", ",", "，", "；")
+_LIST_SEPARATORS = LIST_SEPARATORS
 
 
 class ClaimsError(Exception):
@@ -72,10 +72,7 @@ def _datetime(v):
 def _list(v):
     if isinstance(v, (list, tuple)):
         return tuple(str(x).strip() for x in v if x is not None and str(x).strip())
-    s = str(v)
-    for sep in _LIST_SEPARATORS[1:]:
-        s = s.replace(sep, ";")
-    return tuple(p.strip() for p in s.split(";") if p.strip())
+    return split_list(v)
 
 
 _CONVERT = {"text": _text, "number": _number, "date": _date, "datetime": _datetime, "list": _list}

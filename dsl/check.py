@@ -10,7 +10,7 @@ import re
 from . import ast, ir
 from .diagnostics import Diagnostic
 from .knowledge import KnowledgeTable
-from .schema import CLAIM_FIELDS, DERIVED_FIELDS, FUNCTIONS, lookup_field
+from .schema import CLAIM_FIELDS, DERIVED_FIELDS, FUNCTIONS, lookup_field, split_list
 from .units import UNITS, dimension_name, make_quantity, unit_of
 
 RESULT_TYPES = {"明确": "明确", "definite": "明确", "可疑": "可疑", "suspicious": "可疑"}
@@ -441,6 +441,8 @@ def _example_fields(fields: tuple, ctx: _Ctx) -> tuple:
                       hint=hint)
             continue
         value = lit.value
+        if info.type == "list" and lit.kind == "text":
+            value = split_list(value)  # read as the claims reader reads a list written as text
         if info.type == "datetime" and lit.kind == "date":
             value = dt.datetime.combine(value, dt.time())
         out.append((fv.name, value))

@@ -106,3 +106,14 @@ VALUE_TYPES = ("text", "number", "date", "datetime", "bool", "quantity", "list")
 
 def lookup_field(name: str) -> FieldInfo | None:
     return CLAIM_FIELDS.get(name) or DERIVED_FIELDS.get(name)
+
+
+LIST_SEPARATORS = (";", "|", ",", "，", "；")
+
+
+def split_list(text: str) -> tuple:
+    """A list field written as text ('I10.x00;E11.900', any of ; | , ， ；): trimmed items, empty ones dropped."""
+    s = str(text)
+    for sep in LIST_SEPARATORS[1:]:
+        s = s.replace(sep, ";")
+    return tuple(p.strip() for p in s.split(";") if p.strip())

@@ -113,3 +113,26 @@ def test_every_command_and_option_is_documented_in_readme():
             for opt in getattr(param, "opts", []):
                 if opt.startswith("--"):
                     assert opt in readme, f"option {opt} of {name} is not in the README"
+
+
+def test_example_diagnoses_written_as_text_are_split(tmp_path):
+    (tmp_path / "r.rules").write_text('''
+rule R1 "限脑梗死" {
+  result 可疑
+  when   med_list_codg startswith "XB01ACA056" and not has_diag({"I63"})
+  message "m"
+  example "文本写法的诊断列表" {
+    encounter { begntime: 2025-01-01T08:00, diag_codes: "I10.x00;I63.900" }
+    line L1 { med_list_codg: "XB01ACA056B002020101763", cnt: 1, pric: 1 }
+    expect none
+  }
+  example "不含脑梗死" {
+    encounter { begntime: 2025-01-01T08:00, diag_codes: "I10.x00，E11.900" }
+    line L1 { med_list_codg: "XB01ACA056B002020101763", cnt: 1, pric: 1 }
+    expect flagged L1
+  }
+}
+''', encoding="utf-8")
+    result = _run("test", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "2 passed, 0 failed" in result.output
