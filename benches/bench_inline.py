@@ -7,7 +7,10 @@ over R timed calls (after warm-up, with gc.freeze() as an embedding service woul
   screen_p50_us / screen_p99_us   Screener.screen(request dict): request mapping + index lookups +
                                   template evaluation + rendering of the findings (the whole call)
   engine_p50_us / engine_p99_us   Screener.screen_lines(typed lines): candidates + evaluation + rendering
-  reference_p50_us / _p99_us      the reference interpreter on the same typed lines (the peer)
+  decide_p50_us / decide_p99_us   candidates + template evaluation only (no findings rendered)
+  plain_loop_p50_us / _p99_us     the peer: a hand-written dict-of-records loop over the same five rule
+                                  types (no three-valued logic, no rendering), on the same lines
+  reference_p50_us / _p99_us      the reference interpreter on the same typed lines
 
 and the ratio reference / engine. The last line on stdout is one JSON object.
 
@@ -89,6 +92,48 @@ def timed(fn, items, repeats: int) -> list[float]:
     return out
 
 
+def plain_loop_peer(ruleset):
+    """The peer: a hand-written dict-of-records loop for the five rule types of gen_knowledge.py —
+    no three-valued logic, no messages, no evidence; only "which (line, rule) trips". It bounds what
+    any Python evaluation of these rules can cost on this machine."""
+    from claimaudit.dsl.units import parse_frequency, parse_quantity
+    from claimaudit.engine.values import age_years
+
+    def index(name):
+        t = ruleset.tables[name]
+        out = {}
+        for row in t.rows:
+            out.setdefault(row[t.key], []).append(row)
+        return out
+    dose, age, sex, cnt, ind = (index(n) for n in ("drug_max_dose", "drug_age_range", "drug_sex", "drug_max_cnt",
+                                                    "drug_indication"))
+
+    def screen(lines):
+        hits = 0
+        for line in lines:
+            key = line["med_list_codg"][:10]
+            day = line["fee_ocur_time"].date() if line.get("fee_ocur_time") else None
+            for row in sex.get(key, ()):
+                hits += line.get("gend") in ("1", "2") and line["gend"] != row["gend"]
+            for row in age.get(key, ()):
+                if day and line.get("brdy"):
+                    a = age_years(line["brdy"], day)
+                    hits += a < (row["min_age"] or 0) or a > (row["max_age"] or 200)
+            for row in dose.get(key, ()):
+                q, f = parse_quantity(line.get("sin_dos_dscr") or ""), parse_frequency(line.get("used_frqu_dscr"))
+                if q is not None and f is not None and q.dimension == row["max_daily_dose"].dimension:
+                    hits += q.base_value * f > row["max_daily_dose"].base_value
+            for row in cnt.get(key, ()):
+                if line.get("prd_days"):
+                    hits += line["cnt"] / line["prd_days"] > row["max_daily_cnt"]
+            for row in ind.get(key, ()):
+                codes = [c for c in (line.get("dscg_maindiag_code"), *(line.get("diag_codes") or ())) if c]
+                hits += not any(c.startswith(tuple(row["diag_prefixes"])) for c in codes) and \
+                    line.get("hosp_appr_flag") != "1"
+        return hits
+    return screen
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rules", required=True, help="ruleset directory or compiled bundle")
@@ -119,6 +164,19 @@ def main(argv=None):
     s50, s99 = percentiles(timed(screener.screen, requests, a.repeats))
     e50, e99 = percentiles(timed(lambda r: screener.screen_lines(r.lines, r.current), typed, a.repeats))
     r50, r99 = percentiles(timed(lambda r: list(reference.run(r.lines)), typed, max(a.repeats // 10, 200)))
+    peer = None
+    if {"drug_max_dose", "drug_age_range", "drug_sex", "drug_max_cnt", "drug_indication"} <= set(screener.ruleset.tables):
+        loop = plain_loop_peer(screener.ruleset)
+        peer = percentiles(timed(lambda r: loop(r.lines), typed, a.repeats))
+        # and the screener's own decision work without rendering findings, for the same comparison
+        import claimaudit.engine.reference as ref
+
+        def decide(r):
+            for line in r.lines:
+                env = ref.Env(line, None)
+                for cand in screener._candidates(line):
+                    screener._evaluate(cand, env)
+        d50, d99 = percentiles(timed(decide, typed, a.repeats))
     result = {
         "benchmark": "inline_screen", "date": dt.date.today().isoformat(), "python": platform.python_version(),
         "rules": len(screener.ruleset.rules), "parameter_rows": sum(len(f) for f in screener.plan.families),
@@ -129,6 +187,9 @@ def main(argv=None):
         "reference_p50_us": round(r50, 1), "reference_p99_us": round(r99, 1),
         "ratio_reference_over_engine_p50": round(r50 / e50, 2) if e50 else None,
     }
+    if peer:
+        result.update({"decide_p50_us": round(d50, 1), "decide_p99_us": round(d99, 1),
+                       "plain_loop_p50_us": round(peer[0], 1), "plain_loop_p99_us": round(peer[1], 1)})
     print(json.dumps(result, ensure_ascii=False))
 
 

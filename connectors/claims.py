@@ -83,20 +83,27 @@ _TYPE_WORDS = {"number": "a number", "date": "a date (YYYY-MM-DD)", "datetime": 
 _ALL_FIELDS = tuple(CLAIM_FIELDS.items())
 
 
-def coerce_row(raw: dict, fields: tuple | None = None) -> tuple[dict, tuple[str, str] | None]:
+def coerce_row(raw: dict, fields: tuple | None = None, memo: dict | None = None) -> tuple[dict, tuple[str, str] | None]:
     """Raw record -> typed line; on failure, the first bad (field, reason). ``fields`` limits the work to
-    the (name, FieldInfo) pairs a caller reads (the inline screener); the others stay absent (null)."""
+    the (name, FieldInfo) pairs a caller reads (the inline screener); the others stay absent (null).
+    ``memo`` remembers conversions across the lines of one request (they share patient and encounter)."""
     out = {}
     for name, info in fields or _ALL_FIELDS:
         v = raw.get(name)
         if v is None or (isinstance(v, str) and not v.strip()):
             out[name] = None
             continue
+        key = (name, v) if memo is not None and type(v) in (str, int, float) else None
+        if key is not None and key in memo:
+            out[name] = memo[key]
+            continue
         try:
             out[name] = _CONVERT[info.type](v)
         except (ValueError, TypeError):
             shown = "" if name in IDENTIFIER_FIELDS else f" '{v}'"
             return out, (name, f"value{shown} is not {_TYPE_WORDS[info.type]}")
+        if key is not None:
+            memo[key] = out[name]
     for name in LINE_IDENTITY:
         if out.get(name) is None:
             why = "line id" if name == "feedetl_sn" else "national code; map the local code first"

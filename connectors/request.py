@@ -90,7 +90,7 @@ def _origin(field: str, levels) -> str | None:
 
 def request_lines(doc: dict, fields: tuple | None = None) -> ScreenRequest:
     """``fields``: only these (name, FieldInfo) pairs are typed (see claims.coerce_row)."""
-    lines, current = [], set()
+    lines, current, memo = [], set(), {}
     patients = _list_at(doc, "patient_dtos", "request")
     for pi, patient in enumerate(patients):
         ppath = f"patient_dtos[{pi}]"
@@ -115,7 +115,7 @@ def request_lines(doc: dict, fields: tuple | None = None) -> ScreenRequest:
                     raw["inscp_scp_amt"] = raw["det_item_fee_sumamt"]  # before settlement the order amount is at risk
                 if raw.get("fee_ocur_time") is None and raw.get("begntime") is not None:
                     raw["fee_ocur_time"] = raw["begntime"]
-                line, problem = coerce_row(raw, fields)
+                line, problem = coerce_row(raw, fields, memo)
                 if problem:
                     field, why = problem
                     levels = ((opath, order, ORDER_MAP), (epath, enc, ENCOUNTER_MAP), (ppath, patient, PATIENT_MAP))

@@ -6,6 +6,7 @@ tablet cannot be converted to a vial without knowing the product.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -65,6 +66,7 @@ def make_quantity(number: float, unit: str) -> Quantity:
 _QUANTITY_RE = re.compile(r"^\s*(?:每次|每日)?\s*(\d+(?:\.\d+)?)\s*([^\d\s/]+?)\s*(?:/次|每次)?\s*$")
 
 
+@functools.lru_cache(maxsize=65536)  # dose texts repeat endlessly across lines; parse each once
 def parse_quantity(text: str, default_unit: str | None = None) -> Quantity | None:
     """'0.5g', '500 mg', '2片', '每次0.5g' -> Quantity; a bare number takes ``default_unit``."""
     if text is None:
@@ -104,6 +106,7 @@ def _count(token: str) -> float | None:
     return float(_CN_DIGITS[token]) if token in _CN_DIGITS else None
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_frequency(text: str | None) -> float | None:
     """'tid' -> 3, 'q8h' -> 3, '每日3次' -> 3, '2次/日' -> 2; None when it is not a regular frequency."""
     if text is None:

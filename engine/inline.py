@@ -177,18 +177,30 @@ _FAST_CMP = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": opera
 
 
 def _compile_call(expr: ir.Call):
-    # calls are rare in templates; evaluate them with the reference over compiled arguments
     args = [compile_expr(a) for a in expr.args]
-    consts = [ir.Const(None, a.type) for a in expr.args]
+    if expr.func == "coalesce":
+        a, b = args
+
+        def coalesce(env):
+            v = a(env)
+            return b(env) if type(v) is Unknown or v is None else v
+        return coalesce
+    if expr.func == "has_diag":
+        (a,) = args
+
+        def has_diag(env):
+            prefixes = a(env)
+            return prefixes if type(prefixes) is Unknown else ref.has_diag(env, prefixes)
+        return has_diag
+    # the rest are rare in templates: bind the argument values and let the reference apply them
+    types = [x.type for x in expr.args]
 
     def call(env):
         values = [f(env) for f in args]
-        if expr.func == "coalesce":
-            return values[1] if is_unknown(values[0]) or values[0] is None else values[0]
         for v in values:
-            if is_unknown(v):
+            if type(v) is Unknown:
                 return v
-        bound = ir.Call(expr.func, tuple(ir.Const(v, c.type) for v, c in zip(values, consts)), expr.type)
+        bound = ir.Call(expr.func, tuple(ir.Const(v, t) for v, t in zip(values, types)), expr.type)
         return ref._call(bound, env)
     return call
 
@@ -359,10 +371,15 @@ class Screener:
         return (cand.rule_index, cand.point, VIOLATION) if c else None
 
     def _render(self, rule, line, point, outcome) -> Finding:
+        table = self.ruleset.tables[rule.lookup.table] if rule.lookup else None
+        if outcome == VIOLATION and (point >= 0 or table is None):
+            # a violation needs no reason: render it straight from the knowledge row
+            row = table.rows[point] if table is not None else None
+            return self.reference._finding(rule, ref.Env(line, row), (table, point) if table is not None else None, None)
+        # insufficient data: the reference re-evaluates the original rule for its exact reason
         if point < 0 and rule.lookup is not None:
             found = self.reference.evaluate_rule(rule, line)
         else:
-            table = self.ruleset.tables[rule.lookup.table] if rule.lookup else None
             found = self.reference._evaluate_point(rule, line, table, point if table is not None else None)
         match = [f for f in found if f.outcome == outcome]
         if len(match) != 1:

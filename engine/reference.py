@@ -154,6 +154,20 @@ def diagnoses(line: dict) -> tuple:
     return tuple(c.strip().upper() for c in codes if c and c.strip())
 
 
+NO_DIAGNOSIS = Unknown("the encounter has no diagnosis code")
+
+
+def has_diag(env: Env, prefixes):
+    """Some diagnosis of the encounter (main, then the list) starts with one of the prefixes."""
+    codes = env.derived.get("@diagnoses")
+    if codes is None:
+        codes = env.derived["@diagnoses"] = diagnoses(env.line)
+    if not codes:
+        return NO_DIAGNOSIS
+    prefixes = tuple(p.upper() for p in prefixes) if isinstance(prefixes, tuple) else (prefixes.upper(),)
+    return any(c.startswith(prefixes) for c in codes)
+
+
 def _call(expr: ir.Call, env: Env):
     f = expr.func
     if f == "coalesce":
@@ -164,11 +178,7 @@ def _call(expr: ir.Call, env: Env):
         if is_unknown(a):
             return a
     if f == "has_diag":
-        codes = diagnoses(env.line)
-        if not codes:
-            return Unknown("the encounter has no diagnosis code")
-        prefixes = args[0] if isinstance(args[0], tuple) else (args[0],)
-        return any(c.startswith(p.upper()) for c in codes for p in prefixes)
+        return has_diag(env, args[0])
     if f == "days_between":
         a, b = (x.date() if isinstance(x, dt.datetime) else x for x in args)
         return (b - a).days
@@ -250,6 +260,9 @@ def _render(template: ir.Template, env: Env, extra: dict) -> str:
 # ---- running rules ------------------------------------------------------------------------------
 
 
+_MISSING = object()
+
+
 class ReferenceEngine:
     """Evaluates every selected rule on every line. ``stages`` limits rules to those stages."""
 
@@ -261,6 +274,7 @@ class ReferenceEngine:
                            if (wanted_stages is None or r.stages & wanted_stages)
                            and (wanted_codes is None or r.code in wanted_codes))
         self._facts: dict[int, tuple] = {}
+        self._point_cache: dict = {}
 
     def facts(self, rule: ir.Rule) -> RuleFacts:
         got = self._facts.get(id(rule))
@@ -316,7 +330,10 @@ class ReferenceEngine:
     def _finding(self, rule: ir.Rule, env: Env, point, unknown: Unknown | None) -> Finding:
         line = env.line
         facts = self.facts(rule)
-        kp = _knowledge_point(rule, point)
+        kp = self._point_cache.get((id(rule), id(point[0]) if point else None, point[1] if point else None), _MISSING)
+        if kp is _MISSING:  # knowledge points are immutable: describe each once
+            kp = _knowledge_point(rule, point)
+            self._point_cache[(id(rule), id(point[0]) if point else None, point[1] if point else None)] = kp
         line_id = str(line.get("feedetl_sn"))
         fid = finding_id(rule.code, f"{kp.table}:{kp.file_row}" if kp and kp.table else "-", line_id,
                          line.get("mdtrt_id"))
