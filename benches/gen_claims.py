@@ -14,9 +14,11 @@ What the data looks like:
   indication limit;
 - about 5% service-item lines (15-digit codes, list_type 201, no dose);
 - dirt: null or unknown sex, null birth dates, dose text in g/mg/µg/ug/mcg, in tablets (2片), in
-  ml, unparsable (适量, 1-2片) or null, irregular frequencies (prn, st, 遵医嘱), missing diagnoses
-  (30% of pharmacy purchases), lower-case codes, '|' or ',' as diagnosis separators, null or zero
-  days supplied, 0.5% invalid lines (vali_flag 0).
+  ml or IU, unparsable (适量, 1-2片) or null, odd spellings that parse (0．5g, '500 MG', 每次0.5g,
+  Q8H, 每日 3 次, 2次/d, 'tid' + ideographic space) or not (每日十二次, 0.5Ｇ), irregular frequencies
+  (prn, st, 遵医嘱), missing diagnoses (30% of pharmacy purchases), lower-case codes, '|' or ',' as
+  diagnosis separators, null or zero days supplied, birth dates after the service (newborns),
+  0.5% invalid lines (vali_flag 0, kept: the engine does not filter them).
 
 The output depends only on (--lines, --drugs, --seed, --chunk-lines) and the ICD-10 source
 (the shared national list when present, else benches/icd10_sample.csv; see --icd).
@@ -24,9 +26,7 @@ The output depends only on (--lines, --drugs, --seed, --chunk-lines) and the ICD
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import math
 import resource
 import sys
 import time
@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from catalogue import (DEFAULT_SEED, FORMS, GROUP_NAMES, GROUPS, Catalogue, all_categories,  # noqa: E402
+from catalogue import (DEFAULT_SEED, FORMS, GROUPS, Catalogue, all_categories,  # noqa: E402
                        build_catalogue, load_icd, write_icd_sample)
 
 SCHEMA = pa.schema([
@@ -68,8 +68,12 @@ FREQ_TEXTS = {
     4: ["qid", "qid", "q6h", "每日4次", "4次/日"],
     5: ["每日5次", "5次/日"],
 }
-IRREGULAR_FREQ = ["prn", "prn", "st", "必要时", "遵医嘱", "once", "qod", "qw"]
-UNPARSABLE_DOSE = ["适量", "1-2片", "遵医嘱", "半片", "0.5g-1g", "见说明书"]
+# irregular orders and odd spellings (some parse, some do not: the rules must agree with dsl/units.py)
+IRREGULAR_FREQ = ["prn", "prn", "prn", "st", "必要时", "遵医嘱", "once", "qod", "qw", "Q8H", "q8h.", " bid ", "每日 3 次",
+                  "1日3次", "日3次", "3次/天", "2次/d", "每日十次", "每日十二次", "tid\u3000", "Tid..", "biw"]
+# unparsable or odd dose text (some parse: full-width dot, upper-case or spaced units, other dimensions)
+UNPARSABLE_DOSE = ["适量", "1-2片", "遵医嘱", "半片", "0.5g-1g", "见说明书", "0．5g", "500 MG", "0.5Ｇ", "每日0.5g",
+                   "\u30000.25g", "1000IU", "2.5ml", "5", "0.25g，", "1袋/次"]
 MICRO = ["µg", "μg", "ug", "mcg"]
 SERVICE_ITEMS = ["诊查费", "静脉输液", "肌肉注射", "血常规", "尿常规", "心电图", "胸部X线摄影", "B超检查", "CT平扫",
                  "换药", "床位费", "一级护理", "肝功能", "肾功能", "血糖测定"]
@@ -87,13 +91,6 @@ for _b in ("child", "adult", "elder"):
 
 EPOCH = np.datetime64("1970-01-01", "D")
 Y2025 = np.datetime64("2025-01-01", "D")
-
-
-def _take(dictionary, idx, mask=None) -> pa.Array:
-    """Strings from a small dictionary by index; mask marks nulls."""
-    if not isinstance(dictionary, pa.Array):
-        dictionary = pa.array(list(dictionary), pa.string())
-    return pc.take(dictionary, pa.array(np.asarray(idx, dtype=np.int64), mask=mask))
 
 
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
@@ -205,21 +202,57 @@ def _group_weights():
 GROUP_W = _group_weights()
 
 
-def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, icd, rng, offsets: dict,
-               dose_dict: pa.Array, dose_base: dict) -> pa.Table:
-    cats = pools.cats
-    cat_codes, cat_start, cat_count = icd
+class Static:
+    """Per-run lookup arrays that every chunk uses."""
+
+    def __init__(self, cat: Catalogue, pools: Pools, pop: Population, icd):
+        self.cat_codes, self.cat_start, self.cat_count = icd
+        self.ncat = np.array([len(g[2]) for g in GROUPS])
+        self.gcat = np.zeros((len(GROUPS), max(self.ncat)), dtype=np.int64)  # group, position -> category
+        for g, grp in enumerate(GROUPS):
+            for j, c in enumerate(grp[2]):
+                self.gcat[g, j] = pools.cat_index[c]
+        self.comorbid = np.array([pools.cat_index[c] for c in COMORBID])
+        n_items = len(SERVICE_ITEMS) * 20
+        self.n_items = n_items
+        item_codes = [f"{(i * 7919) % 10**6 + 1:06d}{i:04d}00000" for i in range(n_items)]
+        item_names = [f"{SERVICE_ITEMS[i % len(SERVICE_ITEMS)]}（{i // len(SERVICE_ITEMS) + 1}）" for i in range(n_items)]
+        self.item_price = np.round(np.exp(np.random.default_rng(7).normal(3.0, 1.0, n_items)), 2)
+        self.n_prod = cat.n_products
+        self.codes = pa.array(list(cat.prod_code) + item_codes, pa.string())  # products, then service items
+        self.names = pa.array(list(cat.prod_name) + item_names, pa.string())
+        self.dose_dict, self.dose_base = dose_dictionary(cat)
+        flat = [t for k in range(1, 6) for t in FREQ_TEXTS[k]] + IRREGULAR_FREQ
+        self.freq_dict = pa.array(flat, pa.string())
+        self.fcount = np.array([len(FREQ_TEXTS[k]) for k in range(1, 6)])
+        self.fstart = np.concatenate([[0], np.cumsum(self.fcount)])
+        self.dept = pa.array([g[3] for g in GROUPS], pa.string())
+        self.regions = pa.array(REGIONS, pa.string())
+        # calendar of 2024-01-01 .. 2027-12-31 for fast (year, month, day) of service dates
+        self.cal0 = np.datetime64("2024-01-01", "D")
+        days = self.cal0 + np.arange(4 * 366)
+        self.cal_y, self.cal_m, self.cal_d = _ymd(days)
+        self.birth_y, self.birth_m, self.birth_d = _ymd(pop.brdy)
+
+
+def _dict(dictionary: pa.Array, idx, mask=None) -> pa.Array:
+    """Strings from a dictionary by index (decoded; fast), mask marks nulls."""
+    if not isinstance(dictionary, pa.Array):
+        dictionary = pa.array(list(dictionary), pa.string())
+    ind = pa.array(np.asarray(idx, dtype=np.int32), pa.int32(), mask=mask)
+    return pa.DictionaryArray.from_arrays(ind, dictionary).cast(pa.string())
+
+
+def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, st: Static, rng, offsets: dict) -> pa.Table:
     # ---- encounter structure --------------------------------------------------------------
     E0 = n // 5 + 10
     inst = _sample_cdf(pop.inst_cdf, rng.random(E0))
-    pharm = pop.pharmacy[inst]
-    mt = np.where(pharm, 4, rng.choice(4, size=E0, p=[0.55, 0.05, 0.15, 0.25]))  # 11 13 14 21 41
+    mt = np.where(pop.pharmacy[inst], 4, rng.choice(4, size=E0, p=[0.55, 0.05, 0.15, 0.25]))  # 11 13 14 21 41
     r = rng.random(E0)
     n_rx = np.select([mt == 4, mt == 3, mt == 2], [1, 2 + np.minimum(rng.geometric(0.4, E0) - 1, 6), 1 + (r < 0.15)],
                      1 + (r < 0.25))
-    R0 = int(n_rx.sum())
     rx_enc = np.repeat(np.arange(E0), n_rx)
-    rx_lines = rng.integers(5, 11, size=R0)
+    rx_lines = rng.integers(5, 11, size=len(rx_enc))
     cum = np.cumsum(rx_lines)
     R = int(np.searchsorted(cum, n)) + 1
     rx_lines = rx_lines[:R].copy()
@@ -238,30 +271,22 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, icd, rng, 
         m = combo == c
         if m.any():
             group[m] = rng.choice(len(GROUPS), size=int(m.sum()), p=GROUP_W[c])
-    # main category: Zipf-like over the group's categories
-    ncat = np.array([len(g[2]) for g in GROUPS])
-    gcat_first = {}
-    for g, grp in enumerate(GROUPS):
-        gcat_first[g] = [pools.cat_index[c] for c in grp[2]]
-    main_pos = np.floor(ncat[group] * rng.random(E) ** 2.2).astype(np.int64)
-    main_cat = np.array([gcat_first[g][p] for g, p in zip(group, main_pos)], dtype=np.int64) if E else np.zeros(0, np.int64)
+    ncat = st.ncat[group]
+    main_cat = st.gcat[group, np.floor(ncat * rng.random(E) ** 2.2).astype(np.int64)]
     n_sec = rng.choice(4, size=E, p=[0.35, 0.35, 0.20, 0.10])
-    codes_idx = []
+    parts = []
     for j in range(4):
         if j == 0:
             c = main_cat
         else:
-            same = rng.random(E) < 0.55
-            pos = np.floor(ncat[group] * rng.random(E)).astype(np.int64)
-            c_same = np.array([gcat_first[g][p] for g, p in zip(group, pos)], dtype=np.int64) if E else pos
-            c_co = np.array([pools.cat_index[COMORBID[k]] for k in rng.integers(len(COMORBID), size=E)], dtype=np.int64)
-            c = np.where(same, c_same, c_co)
-        ci = cat_start[c] + np.floor(cat_count[c] * rng.random(E) ** 2).astype(np.int64)
-        codes_idx.append(ci)
+            c_same = st.gcat[group, np.floor(ncat * rng.random(E)).astype(np.int64)]
+            c_co = st.comorbid[rng.integers(len(COMORBID), size=E)]
+            c = np.where(rng.random(E) < 0.55, c_same, c_co)
+        ci = st.cat_start[c] + np.floor(st.cat_count[c] * rng.random(E) ** 2).astype(np.int64)
+        # (the first part is never null: pyarrow 26 drops rows whose parts are all null under 'skip')
+        parts.append(_dict(st.cat_codes, ci, mask=None if j == 0 else n_sec < j))
     no_diag = np.where(mt == 4, rng.random(E) < 0.30, rng.random(E) < 0.003)
-    # (the first part is never null: pyarrow 26 drops rows whose parts are all null under 'skip')
-    parts = [_take(cat_codes, codes_idx[0])] + [_take(cat_codes, codes_idx[j], mask=n_sec < j) for j in (1, 2, 3)]
-    sep = _take(pa.array([";", "|", ","]), rng.choice(3, size=E, p=[0.98, 0.01, 0.01]))
+    sep = _dict(pa.array([";", "|", ","]), rng.choice(3, size=E, p=[0.98, 0.01, 0.01]))
     diag = pc.binary_join_element_wise(*parts, sep, null_handling="skip")
     null_str = pa.scalar(None, pa.string())
     main_arr = pc.if_else(pa.array(no_diag), null_str, parts[0])
@@ -273,8 +298,10 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, icd, rng, 
     day = rng.integers(0, 365, size=E)
     secs = rng.integers(7 * 3600 + 1800, 20 * 3600, size=E)
     begn_us = ((Y2025 - EPOCH).astype(np.int64) + day) * 86_400_000_000 + secs * 1_000_000
-    dept_names = [g[3] for g in GROUPS]
     doc = np.floor(rng.random(E) * pop.n_docs[inst]).astype(np.int64)
+    e_off, r_off, l_off = offsets["enc"], offsets["rx"], offsets["line"]
+    mdtrt_e = pc.binary_join_element_wise(_dict(st.regions, pop.region[inst]), _ids("", e_off + np.arange(E) + 1, 14), "")
+    rxno_r = _ids("RX", r_off + np.arange(R) + 1, 14)
 
     # ---- lines -------------------------------------------------------------------------------
     line_rx = np.repeat(np.arange(R), rx_lines)
@@ -286,8 +313,8 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, icd, rng, 
     lcat = main_cat[le]
     lgroup = group[le]
     drug = np.empty(n, dtype=np.int64)
-    m_cat, m_grp = u < 0.72, (u >= 0.72) & (u < 0.84)
-    m_gen, m_any = (u >= 0.84) & (u < 0.97), u >= 0.97
+    m_cat, m_grp = u < 0.80, (u >= 0.80) & (u < 0.88)
+    m_gen, m_any = (u >= 0.88) & (u < 0.98), u >= 0.98
     drug[m_cat] = pools.sample("cat", lcat[m_cat], rng)
     drug[m_grp] = pools.sample("grp", lgroup[m_grp], rng)
     drug[m_gen] = pools.sample("grp", np.zeros(int(m_gen.sum()), np.int64), rng)
@@ -297,99 +324,77 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, icd, rng, 
     fee_us = begn_us[le] + np.where(lmt == 3,  # inpatient: one prescription a day
                                     rx_ord[line_rx] * 86_400_000_000 + rng.integers(0, 10 * 3600, n) * 1_000_000,
                                     rng.integers(0, 90 * 60, n) * 1_000_000)
-    fee_day = (fee_us // 86_400_000_000).astype("datetime64[D]")
-    bd = pop.brdy[lp]
-    by, bm, bdd = _ymd(bd)
-    fy, fm, fdd = _ymd(fee_day)
-    age = fy - by - ((fm * 100 + fdd) < (bm * 100 + bdd))
+    fday = fee_us // 86_400_000_000 - (st.cal0 - EPOCH).astype(np.int64)
+    age = (st.cal_y[fday] - st.birth_y[lp]
+           - ((st.cal_m[fday] * 100 + st.cal_d[fday]) < (st.birth_m[lp] * 100 + st.birth_d[lp])))
     gend = pop.gend[lp]
     known_age = ~pop.brdy_null[lp]
-    too_young = known_age & ~np.isnan(cat.min_age[drug]) & (age < np.nan_to_num(cat.min_age[drug], nan=0))
-    too_old = known_age & ~np.isnan(cat.max_age[drug]) & (age > np.nan_to_num(cat.max_age[drug], nan=999))
-    wrong_sex = (cat.sex[drug] != 0) & (gend <= 1) & (cat.sex[drug] != gend + 1)
+    min_age, max_age = cat.min_age[drug], cat.max_age[drug]
+    too_young = known_age & (age < np.nan_to_num(min_age, nan=-1))
+    too_old = known_age & (age > np.nan_to_num(max_age, nan=999))
+    dsex = cat.sex[drug]
+    wrong_sex = (dsex != 0) & (gend <= 1) & (dsex != gend + 1)
     fix = (too_young | too_old | wrong_sex) & (rng.random(n) < 0.93)
     drug[fix] = pools.subst[lcat[fix]]
 
     prod = cat.prod_start[drug] + np.floor(rng.random(n) * cat.prod_count[drug]).astype(np.int64)
-    n_items = len(SERVICE_ITEMS) * 20
-    item = rng.integers(n_items, size=n)
-    item_codes = pa.array([f"{(i * 7919) % 10**6 + 1:06d}{i:04d}00000" for i in range(n_items)], pa.string())
-    item_names = pa.array([f"{SERVICE_ITEMS[i % len(SERVICE_ITEMS)]}（{i // len(SERVICE_ITEMS) + 1}）"
-                           for i in range(n_items)], pa.string())
-    item_price = np.round(np.exp(np.random.default_rng(7).normal(3.0, 1.0, n_items)), 2)
-
-    code = pc.if_else(pa.array(service), _take(item_codes, item), _take(pa.array(list(cat.prod_code), pa.string()), prod))
-    name = pc.if_else(pa.array(service), _take(item_names, item), _take(pa.array(list(cat.prod_name), pa.string()), prod))
-    list_type = _take(["101", "201"], service.astype(np.int64))
+    item = rng.integers(st.n_items, size=n)
+    code_idx = np.where(service, st.n_prod + item, prod)
+    list_type = _dict(pa.array(["101", "201"]), service.astype(np.int64))
 
     # dose and frequency
-    mult_idx = rng.choice(4, size=n, p=[0.88, 0.07, 0.03, 0.02])  # x1 x2 x0.5 x1.5
+    mult_idx = rng.choice(4, size=n, p=[0.92, 0.04, 0.03, 0.01])  # x1 x2 x0.5 x1.5
     fd = cat.freq[drug].astype(np.int64)
     fr = rng.random(n)
-    freq_n = np.where(fr < 0.85, fd, np.where(fr < 0.94, fd + 1, np.maximum(fd - 1, 1)))
-    ftext_lists = [FREQ_TEXTS[k] for k in range(1, 6)]
-    flat = [t for lst in ftext_lists for t in lst] + IRREGULAR_FREQ
-    fstart = np.cumsum([0] + [len(lst) for lst in ftext_lists])
-    fcount = np.array([len(lst) for lst in ftext_lists])
-    fi = fstart[freq_n - 1] + np.floor(rng.random(n) ** 1.5 * fcount[freq_n - 1]).astype(np.int64)
+    freq_n = np.where(fr < 0.89, fd, np.where(fr < 0.94, fd + 1, np.maximum(fd - 1, 1)))
+    fi = st.fstart[freq_n - 1] + np.floor(rng.random(n) ** 1.5 * st.fcount[freq_n - 1]).astype(np.int64)
     irregular = rng.random(n) < 0.04
-    fi = np.where(irregular, fstart[-1] + rng.integers(len(IRREGULAR_FREQ), size=n), fi)
-    freq_null = service | (rng.random(n) < 0.01)
-    freq_text = _take(pa.array(flat, pa.string()), fi, mask=freq_null)
+    fi = np.where(irregular, st.fstart[-1] + rng.integers(len(IRREGULAR_FREQ), size=n), fi)
+    freq_text = _dict(st.freq_dict, fi, mask=service | (rng.random(n) < 0.01))
 
     v = rng.choice(10, size=n, p=[0.70, 0.12, 0.03, 0.02, 0.01, 0.01, 0.07, 0.01, 0.02, 0.01])
     v = np.where((v == 7) & (cat.form[drug] != 2), 0, v)  # ml only for injections
     dose_idx = np.where(v < 8, (drug * 4 + mult_idx) * 8 + np.minimum(v, 7),
-                        dose_base["unparsable"] + rng.integers(len(UNPARSABLE_DOSE), size=n))
-    dose_text = _take(dose_dict, dose_idx, mask=service | (v == 9))
+                        st.dose_base["unparsable"] + rng.integers(len(UNPARSABLE_DOSE), size=n))
+    dose_text = _dict(st.dose_dict, dose_idx, mask=service | (v == 9))
 
-    pdays_choices = {0: ([1, 2, 3, 5, 7, 10, 14], [0.12, 0.10, 0.30, 0.15, 0.20, 0.05, 0.08]),
-                     1: ([1, 2, 3], [0.5, 0.3, 0.2]), 2: ([14, 28, 30], [0.3, 0.3, 0.4]),
-                     3: ([1, 2, 3], [0.6, 0.25, 0.15]), 4: ([3, 5, 7, 14, 30], [0.2, 0.2, 0.3, 0.15, 0.15])}
     pdays = np.empty(n, dtype=np.int64)
-    for k, (vals, p) in pdays_choices.items():
+    for k, (vals, p) in PDAYS.items():
         m = lmt == k
         pdays[m] = rng.choice(vals, size=int(m.sum()), p=p)
     pdays = np.where(rng.random(n) < 0.001, 0, pdays)
     pdays_null = service | (rng.random(n) < 0.003)
     mult = np.array([1.0, 2.0, 0.5, 1.5])[mult_idx]
     per_day = cat.units_per_dose[drug] * mult * np.where(irregular, fd, freq_n)
-    over = np.where(rng.random(n) < 0.06, 1.5 + 1.5 * rng.random(n), 1.0)
+    over = np.where(rng.random(n) < 0.03, 1.5 + 1.5 * rng.random(n), 1.0)
     cnt = np.ceil(per_day * np.maximum(pdays, 1) * over)
     cnt = np.where(service, rng.integers(1, 4, size=n), cnt).astype(np.float64)
-    pric = np.where(service, item_price[item], cat.prod_price[prod])
+    pric = np.where(service, st.item_price[item], cat.prod_price[prod])
     det = np.round(cnt * pric, 2)
     ir = rng.random(n)
     inscp = np.where(ir < 0.93, det, np.where(ir < 0.96, 0.0, np.round(det * (0.3 + 0.6 * rng.random(n)), 2)))
 
     lpharm = lmt == 4
-    dept = _take(dept_names, lgroup, mask=lpharm)
-    doc_code = _take(pop.doc_code, inst[le] * 40 + doc[le], mask=lpharm)
-    appr = _take(["1", "0"], (rng.random(n) >= 0.05).astype(np.int64), mask=service | (rng.random(n) < 0.16))
-    vali = _take(["1", "0"], (rng.random(n) < 0.005).astype(np.int64))
-
-    gend_arr = _take(["1", "2", "0", "9", "?"], gend, mask=gend == 4)
-    brdy_arr = pa.array((bd - EPOCH).astype(np.int32), pa.int32(), mask=pop.brdy_null[lp]).cast(pa.date32())
-    e_off, r_off, l_off = offsets["enc"], offsets["rx"], offsets["line"]
-    mdtrt = pc.binary_join_element_wise(_take([REGIONS[x] for x in range(len(REGIONS))], pop.region[inst[le]]),
-                                        _ids("", e_off + le + 1, 14), "")
+    appr = _dict(pa.array(["1", "0"]), (rng.random(n) >= 0.05).astype(np.int64), mask=service | (rng.random(n) < 0.16))
+    vali = _dict(pa.array(["1", "0"]), (rng.random(n) < 0.005).astype(np.int64))
+    linst = inst[le]
     cols = {
-        "psn_no": pc.take(pop.psn_no, pa.array(lp)),
-        "gend": gend_arr,
-        "brdy": brdy_arr,
-        "insutype": _take(["310", "390", "340", "510"], pop.insutype[lp]),
-        "fixmedins_code": pc.take(pop.inst_code, pa.array(inst[le])),
-        "hosp_lv": _take(HOSP_LEVELS + ["11"], pop.hosp_lv[inst[le]]),
-        "mdtrt_id": mdtrt,
-        "med_type": _take(["11", "13", "14", "21", "41"], lmt),
+        "psn_no": _dict(pop.psn_no, lp),
+        "gend": _dict(pa.array(["1", "2", "0", "9", "?"]), gend, mask=gend == 4),
+        "brdy": pa.array((pop.brdy[lp] - EPOCH).astype(np.int32), pa.int32(), mask=pop.brdy_null[lp]).cast(pa.date32()),
+        "insutype": _dict(pa.array(["310", "390", "340", "510"]), pop.insutype[lp]),
+        "fixmedins_code": _dict(pop.inst_code, linst),
+        "hosp_lv": _dict(pa.array(HOSP_LEVELS + ["11"]), pop.hosp_lv[linst]),
+        "mdtrt_id": _dict(mdtrt_e, le),
+        "med_type": _dict(pa.array(["11", "13", "14", "21", "41"]), lmt),
         "begntime": pa.array(begn_us[le], pa.timestamp("us")),
-        "dscg_maindiag_code": pc.take(main_arr, pa.array(le)),
-        "diag_codes": pc.take(diag, pa.array(le)),
+        "dscg_maindiag_code": _dict(main_arr, le),
+        "diag_codes": _dict(diag, le),
         "feedetl_sn": _ids("FD", l_off + np.arange(n) + 1, 16),
-        "rxno": pc.if_else(pa.array(service), null_str, _ids("RX", r_off + line_rx + 1, 14)),
+        "rxno": _dict(rxno_r, line_rx, mask=service),
         "fee_ocur_time": pa.array(fee_us, pa.timestamp("us")),
-        "med_list_codg": code,
-        "hilist_name": name,
+        "med_list_codg": _dict(st.codes, code_idx),
+        "hilist_name": _dict(st.names, code_idx),
         "list_type": list_type,
         "cnt": pa.array(cnt),
         "pric": pa.array(pric),
@@ -398,8 +403,8 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, icd, rng, 
         "sin_dos_dscr": dose_text,
         "used_frqu_dscr": freq_text,
         "prd_days": pa.array(pdays.astype(np.int32), pa.int32(), mask=pdays_null),
-        "bilg_dept_codg": dept,
-        "bilg_dr_codg": doc_code,
+        "bilg_dept_codg": _dict(st.dept, lgroup, mask=lpharm),
+        "bilg_dr_codg": _dict(pop.doc_code, linst * 40 + doc[le], mask=lpharm),
         "hosp_appr_flag": appr,
         "vali_flag": vali,
     }
@@ -407,6 +412,13 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, icd, rng, 
     offsets["rx"] += R
     offsets["line"] += n
     return pa.Table.from_pydict(cols, schema=SCHEMA)
+
+
+PDAYS = {0: ([1, 2, 3, 5, 7, 10, 14], [0.12, 0.10, 0.30, 0.15, 0.20, 0.05, 0.08]),  # 11 普通门诊
+         1: ([1, 2, 3], [0.5, 0.3, 0.2]),                                          # 13 急诊
+         2: ([14, 28, 30], [0.3, 0.3, 0.4]),                                       # 14 门诊慢特病
+         3: ([1, 2, 3], [0.6, 0.25, 0.15]),                                        # 21 住院 (daily orders)
+         4: ([3, 5, 7, 14, 30], [0.2, 0.2, 0.3, 0.15, 0.15])}                      # 41 药店购药
 
 
 def _ymd(days: np.ndarray):
@@ -456,8 +468,7 @@ def generate(n_lines: int, n_drugs: int, seed: int, out: Path, chunk_lines: int 
     pools = Pools(cat)
     pop = Population(n_lines, seed)
     by_cat, icd_source = load_icd(icd_path)
-    icd = icd_arrays(by_cat)
-    dose_dict, dose_base = dose_dictionary(cat)
+    st = Static(cat, pools, pop, icd_arrays(by_cat))
     out.parent.mkdir(parents=True, exist_ok=True)
     offsets = {"enc": 0, "rx": 0, "line": 0}
     tmp = out.with_suffix(out.suffix + ".tmp")
@@ -466,7 +477,7 @@ def generate(n_lines: int, n_drugs: int, seed: int, out: Path, chunk_lines: int 
         while done < n_lines:
             n = min(chunk_lines, n_lines - done)
             rng = np.random.default_rng([seed, 100, chunk])
-            table = make_chunk(n, cat, pools, pop, icd, rng, offsets, dose_dict, dose_base)
+            table = make_chunk(n, cat, pools, pop, st, rng, offsets)
             writer.write_table(table, row_group_size=row_group)
             done += n
             chunk += 1
