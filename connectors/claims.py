@@ -87,6 +87,22 @@ def coerce_row(raw: dict, fields: tuple | None = None, memo: dict | None = None)
     """Raw record -> typed line; on failure, the first bad (field, reason). ``fields`` limits the work to
     the (name, FieldInfo) pairs a caller reads (the inline screener); the others stay absent (null).
     ``memo`` remembers conversions across the lines of one request (they share patient and encounter)."""
+    out, problem = coerce_fields(raw, fields, memo)
+    if problem:
+        return out, problem
+    return out, identity_problem(out)
+
+
+def identity_problem(line: dict) -> tuple[str, str] | None:
+    for name in LINE_IDENTITY:
+        if line.get(name) is None:
+            why = "line id" if name == "feedetl_sn" else "national code; map the local code first"
+            return (name, f"{name} ({why}) is empty")
+    return None
+
+
+def coerce_fields(raw: dict, fields: tuple | None = None, memo: dict | None = None) -> tuple[dict, tuple | None]:
+    """Type the given fields of a raw record; no identity check (see coerce_row)."""
     out = {}
     for name, info in fields or _ALL_FIELDS:
         v = raw.get(name)
@@ -104,10 +120,6 @@ def coerce_row(raw: dict, fields: tuple | None = None, memo: dict | None = None)
             return out, (name, f"value{shown} is not {_TYPE_WORDS[info.type]}")
         if key is not None:
             memo[key] = out[name]
-    for name in LINE_IDENTITY:
-        if out.get(name) is None:
-            why = "line id" if name == "feedetl_sn" else "national code; map the local code first"
-            return out, (name, f"{name} ({why}) is empty")
     return out, None
 
 

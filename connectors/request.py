@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from claimaudit.dsl.schema import CLAIM_FIELDS
 
-from .claims import coerce_row
+from .claims import coerce_fields, identity_problem
 
 
 class RequestError(Exception):
@@ -89,7 +89,10 @@ def _origin(field: str, levels) -> str | None:
 
 
 def request_lines(doc: dict, fields: tuple | None = None) -> ScreenRequest:
-    """``fields``: only these (name, FieldInfo) pairs are typed (see claims.coerce_row)."""
+    """``fields``: only these (name, FieldInfo) pairs are typed (see claims.coerce_row). Patient and
+    encounter fields are typed once per encounter, order fields once per order."""
+    fields = fields or tuple(CLAIM_FIELDS.items())
+    empty = {name: None for name, _ in fields}
     lines, current, memo = [], set(), {}
     patients = _list_at(doc, "patient_dtos", "request")
     for pi, patient in enumerate(patients):
@@ -107,19 +110,26 @@ def request_lines(doc: dict, fields: tuple | None = None) -> ScreenRequest:
                 enc_fields["diag_codes"] = codes
             if mains and "dscg_maindiag_code" not in enc_fields:
                 enc_fields["dscg_maindiag_code"] = mains[0]
+            levels = ((epath, enc, ENCOUNTER_MAP), (ppath, patient, PATIENT_MAP))
+            typed_base, problem = coerce_fields(enc_fields, tuple(f for f in fields if f[0] in enc_fields), memo)
+            if problem:
+                raise RequestError(f"{_origin(problem[0], levels) or f'{epath}.{problem[0]}'}: {problem[1]}")
             for oi, order in enumerate(_list_at(enc, "fsi_order_dtos", epath)):
                 opath = f"{epath}.fsi_order_dtos[{oi}]"
-                raw = dict(enc_fields)
+                raw = {}
                 _copy(order, ORDER_MAP, raw)
                 if raw.get("inscp_scp_amt") is None and raw.get("det_item_fee_sumamt") is not None:
                     raw["inscp_scp_amt"] = raw["det_item_fee_sumamt"]  # before settlement the order amount is at risk
-                if raw.get("fee_ocur_time") is None and raw.get("begntime") is not None:
-                    raw["fee_ocur_time"] = raw["begntime"]
-                line, problem = coerce_row(raw, fields, memo)
+                if raw.get("fee_ocur_time") is None and enc_fields.get("begntime") is not None:
+                    raw["fee_ocur_time"] = enc_fields["begntime"]
+                typed, problem = coerce_fields(raw, tuple(f for f in fields if f[0] in raw), memo)
+                line = dict(empty)
+                line.update(typed_base)
+                line.update(typed)
+                problem = problem or identity_problem(line)
                 if problem:
                     field, why = problem
-                    levels = ((opath, order, ORDER_MAP), (epath, enc, ENCOUNTER_MAP), (ppath, patient, PATIENT_MAP))
-                    raise RequestError(f"{_origin(field, levels) or f'{opath}.{field}'}: {why}")
+                    raise RequestError(f"{_origin(field, ((opath, order, ORDER_MAP),) + levels) or f'{opath}.{field}'}: {why}")
                 lines.append(line)
                 flag = order.get("curr_drord_flag")
                 if flag is None or str(flag).strip() in ("", "1"):  # absent or null: the order being checked
