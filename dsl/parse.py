@@ -302,12 +302,12 @@ def _parser() -> Lark:
 
 def parse_text(text: str, file: str) -> ast.RuleFile:
     """Parse one rule file. Never raises for user mistakes: problems come back as diagnostics."""
-    with _no_cyclic_gc():
+    with no_cyclic_gc():
         return _parse_text(text, file)
 
 
 @contextlib.contextmanager
-def _no_cyclic_gc():
+def no_cyclic_gc():
     """Parsing builds millions of small acyclic objects; the cyclic collector would rescan all of them
     again and again (it made parse time grow faster than the file). Reference counting still frees."""
     was = gc.isenabled()

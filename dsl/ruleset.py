@@ -11,7 +11,7 @@ from . import ast, ir
 from .check import check_rule
 from .diagnostics import Diagnostic, render
 from .knowledge import KnowledgeTable, load_table
-from .parse import parse_file
+from .parse import no_cyclic_gc, parse_file
 
 META_KEYS = ("version", "authority", "source", "description", "published")
 
@@ -50,6 +50,11 @@ def rule_files(path: Path) -> list[Path]:
 
 def load_ruleset(path: str | Path) -> Ruleset:
     """Parse, load tables and check. Never raises for user mistakes; read ``.diagnostics``."""
+    with no_cyclic_gc():
+        return _load_ruleset(path)
+
+
+def _load_ruleset(path: str | Path) -> Ruleset:
     path = Path(path)
     diags: list[Diagnostic] = []
     if not path.exists():
