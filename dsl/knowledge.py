@@ -117,6 +117,9 @@ def columns_of(decl: ast.TableDecl) -> tuple[list[Column], list[Diagnostic]]:
         if c.role is not None and c.role not in ROLES:
             diags.append(Diagnostic("bad_attribute_value", f"column role '{c.role}' is not one of {', '.join(ROLES)}",
                                     c.role_span))
+        elif c.role in ("effective_from", "effective_to") and base != "date":
+            diags.append(Diagnostic("bad_attribute_value", f"a column with role {c.role} holds dates: declare it "
+                                    f"'date', not '{base}'", c.type.span))
         if c.is_key and c.match not in MATCH_KINDS:
             diags.append(Diagnostic("bad_attribute_value", f"key match '{c.match}' must be exact or prefix", c.match_span))
         cols.append(Column(c.name, base, unit, c.role))

@@ -14,11 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import fused
 from . import kernels as kernel_registry
 from .columns import EPOCH, LineColumns
 from .findings import INSUFFICIENT, VIOLATION, Finding
 from .plan import MATCH_ALL, Family, Plan
-from .reference import ReferenceEngine
+from .reference import Env, ReferenceEngine
 from .vector import FamilyEvaluator, NotVectorizable, ParamColumns, V
 
 OUTCOME_VIOLATION, OUTCOME_INSUFFICIENT = 1, 2
@@ -112,6 +113,7 @@ class BatchEngine:
         self.rule_active = np.array([id(r) in active_rules for r in self.ruleset.rules], bool)
         self.rules = self.reference.rules
         self._prepared = [self._prepare(f) for f in plan.families]
+        self.fused_fallbacks: list = []  # (family id, reason) evaluated by numpy because the VM cannot
 
     def _prepare(self, fam: Family):
         rule_idx = np.array(fam.rule_index, np.int32)
@@ -125,6 +127,12 @@ class BatchEngine:
         return dict(fam=fam, rule_idx=rule_idx, point=np.array(fam.point, np.int32), active=active,
                     eff_from=eff_from, eff_to=eff_to, has_eff=has_eff, index=index, multi=multi,
                     params=ParamColumns(fam.params, fam.values, len(fam)))
+
+    def input_columns(self) -> list[str]:
+        """The claim columns the selected rules read (plus line identity): all a typed (Parquet) input
+        needs to be read for; text inputs (CSV) should be read whole, since any column can be malformed."""
+        from claimaudit.connectors.claims import needed_columns
+        return sorted(set(needed_columns(self.rules)) | {"dscg_maindiag_code", "diag_codes"})
 
     # ---- running ----------------------------------------------------------------------------------
     def run_table(self, table: pa.Table) -> tuple[Hits, LineColumns]:
@@ -187,6 +195,10 @@ class BatchEngine:
         return out
 
     def _evaluate(self, prep, ev: FamilyEvaluator, lines: LineColumns) -> Hits:
+        try:
+            return self._evaluate_fused(prep, ev)
+        except NotVectorizable as why:  # the numpy evaluator below (or, failing that, the reference)
+            self.fused_fallbacks.append((prep["fam"].family_id, str(why)))
         fam: Family = prep["fam"]
         n = ev.n_pairs
         row = ev.pair_row
@@ -224,6 +236,23 @@ class BatchEngine:
                  np.where(violation[idx], OUTCOME_VIOLATION, OUTCOME_INSUFFICIENT).astype(np.int8), amounts)
         return _dedupe(h) if prep["multi"] else h
 
+    def _evaluate_fused(self, prep, ev: FamilyEvaluator) -> Hits:
+        """The family's scope, condition and amount compiled to programs that one kernel loop runs over
+        the pairs (fused.py); the same outcomes and amounts as the numpy evaluation below."""
+        inputs = fused.compile_family(prep["fam"], ev)
+        if prep["has_eff"].any():
+            day = ev._field("service_date")
+            service_day, service_known = np.ascontiguousarray(day.val, np.int32), np.ascontiguousarray(day.known, bool)
+        else:
+            service_day, service_known = np.zeros(0, np.int32), np.zeros(0, bool)
+        row = ev.pair_row
+        outcome, amount = self.kernels.run_family(
+            pair_line=ev.pair_line, pair_row=row, service_day=service_day, service_known=service_known,
+            eff_from=prep["eff_from"], eff_to=prep["eff_to"], has_eff=prep["has_eff"], active=prep["active"], **inputs)
+        idx = np.flatnonzero(outcome)
+        h = Hits(ev.pair_line[idx], prep["rule_idx"][row[idx]], prep["point"][row[idx]], outcome[idx], amount[idx])
+        return _dedupe(h) if prep["multi"] else h
+
     def _bool(self, ev: FamilyEvaluator, expr, n):
         if expr is None:
             return np.ones(n, bool), np.ones(n, bool)
@@ -259,7 +288,8 @@ class BatchEngine:
 
     # ---- findings ---------------------------------------------------------------------------------
     def findings(self, hits: Hits, lines: LineColumns) -> list[Finding]:
-        """Render hits as findings with the reference interpreter (and check it agrees)."""
+        """Render hits as findings with the reference interpreter's own code; insufficient-data outcomes are
+        re-evaluated by the reference for their exact reason (and to check it agrees)."""
         out = []
         cache: dict = {}
         rows = lines.table.take(pa.array(np.unique(hits.line), pa.int64())).to_pylist() if len(hits) else []
@@ -270,10 +300,15 @@ class BatchEngine:
             line = by_line[int(hits.line[i])]
             point = int(hits.point[i])
             key = (int(hits.line[i]), int(hits.rule[i]))
+            table = self.ruleset.tables[rule.lookup.table] if rule.lookup else None
+            if hits.outcome[i] == OUTCOME_VIOLATION and (point >= 0 or table is None):
+                # a violation needs no reason: render it straight from its knowledge row
+                env = Env(line, table.rows[point] if table is not None else None)
+                out.append(self.reference._finding(rule, env, (table, point) if table is not None else None, None))
+                continue
             if point < 0 and rule.lookup is not None:
                 found = self.reference.evaluate_rule(rule, line)
             else:
-                table = self.ruleset.tables[rule.lookup.table] if rule.lookup else None
                 found = self.reference._evaluate_point(rule, line, table, point if table is not None else None)
             want = VIOLATION if hits.outcome[i] == OUTCOME_VIOLATION else INSUFFICIENT
             match = [f for f in found if f.outcome == want and (point < 0 or _point_of(self.ruleset, key[1], f) == point)]

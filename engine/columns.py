@@ -85,6 +85,23 @@ def _distinct_arrow(col: pa.ChunkedArray):
     return ids, col.chunk(0).dictionary
 
 
+def _null_or_blank(col: pa.ChunkedArray) -> np.ndarray:
+    """Rows whose value is null or only whitespace (a dictionary column is tested on its dictionary)."""
+    if not len(col):
+        return np.zeros(0, bool)
+    if pa.types.is_dictionary(col.type):  # per chunk, on its own dictionary: no unification of a huge one
+        parts = []
+        for chunk in col.chunks:
+            blank = pc.equal(pc.utf8_trim_whitespace(chunk.dictionary.cast(pa.string())), "").fill_null(True)
+            table = np.append(blank.to_numpy(zero_copy_only=False).astype(bool), True)
+            parts.append(table[chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False)])
+        return np.concatenate(parts) if parts else np.zeros(0, bool)
+    if not _is_text(col.type):
+        col = pc.cast(col, pa.string())
+    blank = pc.equal(pc.utf8_trim_whitespace(col), "")
+    return pc.or_kleene(pc.is_null(col), blank).to_numpy(zero_copy_only=False).astype(bool)
+
+
 def _distinct(col: pa.ChunkedArray):
     ids, dictionary = _distinct_arrow(col)
     return ids, dictionary.to_pylist()
@@ -131,12 +148,7 @@ class LineColumns:
                 self.cols[name] = self._read(name, info.type, self.table.column(name))
         for name in LINE_IDENTITY:
             if name in present:
-                col = _chunked(self.table.column(name))
-                if not _is_text(col.type):
-                    col = pc.cast(col, pa.string())
-                blank = pc.equal(pc.utf8_trim_whitespace(col), "")
-                missing = pc.or_kleene(pc.is_null(col), blank).to_numpy(zero_copy_only=False).astype(bool) \
-                    if self.n else np.zeros(0, bool)
+                missing = _null_or_blank(_chunked(self.table.column(name)))
             else:
                 missing = np.ones(self.n, bool)
             why = "line id" if name == "feedetl_sn" else "national code; map the local code first"

@@ -362,7 +362,16 @@ class FamilyEvaluator:
             return V("num", self._dom(a, b), (b.val - a.val).astype(np.float64), self.known(a) & self.known(b))
         raise NotVectorizable(f"function {f}")
 
-    def _has_diag(self, prefixes: V) -> V:
+    def diag_codes(self):
+        """The encounter's diagnosis codes for ``has_diag``, once per batch: the main code and the list
+        items trimmed and upper-cased into one dictionary. (main_codes, dictionary, list_ids, list_col,
+        has_code)."""
+        key = "@has_diag codes"  # not a field name
+        if key not in self.line_cache:
+            self.line_cache[key] = self._diag_codes()
+        return self.line_cache[key]
+
+    def _diag_codes(self):
         main = self._field("dscg_maindiag_code")
         diags = self.lines.get("diag_codes")
         main_dict = main.dictionary if main.kind == "text" else []
@@ -383,6 +392,10 @@ class FamilyEvaluator:
         for s, i in joint.items():
             dictionary[i] = s
         has_code = (main_codes >= 0) | has_list
+        return main_codes, dictionary, list_ids, list_col, has_code
+
+    def _has_diag(self, prefixes: V) -> V:
+        main_codes, dictionary, list_ids, list_col, has_code = self.diag_codes()
         if prefixes.dom == "const":
             consts = tuple(prefixes.val) if prefixes.kind == "set" else (prefixes.val,)
             saved = (self.pair_line, self.pair_row, self.params)

@@ -291,8 +291,10 @@ def test_member_cython_equals_twin(case):
 
 
 def test_every_kernel_has_a_property_test():
+    from test_fused import test_run_family_cython_equals_twin  # the family VM's own tests
+
     tested = {"age_years": test_age_years_cython_equals_twin, "prefix_any": test_prefix_any_cython_equals_twin,
-              "member": test_member_cython_equals_twin}
+              "member": test_member_cython_equals_twin, "run_family": test_run_family_cython_equals_twin}
     assert set(kernels.NAMES) == set(tested)
 
 

@@ -14,7 +14,7 @@ try:
 except ImportError:  # not built (e.g. no C compiler): the twin still gives the same answers
     _native = None
 
-NAMES = ("age_years", "prefix_any", "member")
+NAMES = ("age_years", "prefix_any", "member", "run_family")
 
 
 def backend(name: str | None = None):
