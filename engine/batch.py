@@ -135,7 +135,20 @@ class BatchEngine:
         return sorted(set(needed_columns(self.rules)) | {"dscg_maindiag_code", "diag_codes"})
 
     # ---- running ----------------------------------------------------------------------------------
-    def run_table(self, table: pa.Table) -> tuple[Hits, LineColumns]:
+    def run_table(self, table: pa.Table, batch_rows: int = 1 << 20) -> tuple[Hits, "LineColumns | BatchedLines"]:
+        """Audit a table of claim lines, ``batch_rows`` lines at a time: line-level families carry no state
+        between lines, and batches keep the per-line temporaries (and so peak memory) bounded."""
+        if table.num_rows <= batch_rows:
+            return self._run_batch(table)
+        parts, batches = [], []
+        for start in range(0, table.num_rows, batch_rows):
+            hits, lines = self._run_batch(table.slice(start, batch_rows))
+            hits.line += start
+            parts.append(hits)
+            batches.append((start, lines.bad, lines.bad_reason))
+        return Hits.concat(parts), BatchedLines(table, batches)
+
+    def _run_batch(self, table: pa.Table) -> tuple[Hits, LineColumns]:
         lines = LineColumns(table)
         good = ~lines.bad
         cache: dict = {}
@@ -317,6 +330,18 @@ class BatchEngine:
                                      f"batch says {want}, reference says {[f.outcome for f in found]}")
             out.append(match[0])
         return out
+
+
+class BatchedLines:
+    """What findings() and the quarantine report need from the lines of a table read in batches."""
+
+    def __init__(self, table: pa.Table, batches: list):
+        self.table = table
+        self.bad = np.concatenate([bad for _, bad, _ in batches])
+        self.bad_reason = {start + i: why for start, _, reasons in batches for i, why in reasons.items()}
+
+    def quarantined(self) -> list:
+        return LineColumns.quarantined(self)
 
 
 def _point_of(ruleset, rule_index: int, finding: Finding) -> int:

@@ -167,3 +167,25 @@ def test_random_batch_of_many_lines_agrees(plan):
     outcomes = {(k[2], k[1]) for k in results["reference"]}
     assert len({code for code, o in outcomes if o == "violation"}) >= 10  # agreement is not vacuous
     assert any(o == "insufficient_data" for _, o in outcomes)
+
+
+def test_results_do_not_depend_on_batch_size(plan):
+    """The same table in one batch or in batches of 1,000 lines (and odd sizes) gives the same hits."""
+    import random
+
+    import numpy as np
+    rng = random.Random(11)
+    lines = [make_line(rng.choice, i) for i in range(2500)]
+    lines[7]["med_list_codg"] = None  # a quarantined row in the middle of a batch
+    table = pa.Table.from_pylist(lines, schema=SCHEMA)
+    engine = BatchEngine(plan)
+    whole, cols = engine.run_table(table)
+    for size in (1000, 333):
+        parts, batched = engine.run_table(table, batch_rows=size)
+        for f in ("line", "rule", "point", "outcome"):
+            assert np.array_equal(getattr(whole, f), getattr(parts, f)), (size, f)
+        assert np.array_equal(np.isnan(whole.amount), np.isnan(parts.amount))
+        assert np.array_equal(np.nan_to_num(whole.amount), np.nan_to_num(parts.amount))
+        assert [q.to_record() for q in batched.quarantined()] == [q.to_record() for q in cols.quarantined()]
+        assert keys(engine.findings(parts, batched)) == keys(engine.findings(whole, cols))
+    assert len(whole) > 100 and cols.quarantined()[0].row == 8
