@@ -19,7 +19,7 @@ from . import kernels as kernel_registry
 from .columns import EPOCH, LineColumns
 from .findings import INSUFFICIENT, VIOLATION, Finding
 from .plan import MATCH_ALL, Family, Plan
-from .reference import Env, ReferenceEngine
+from .reference import Env, ReferenceEngine, effective_window
 from .vector import FamilyEvaluator, NotVectorizable, ParamColumns, V
 
 OUTCOME_VIOLATION, OUTCOME_INSUFFICIENT = 1, 2
@@ -119,9 +119,11 @@ class BatchEngine:
         rule_idx = np.array(fam.rule_index, np.int32)
         active = self.rule_active[rule_idx] if len(rule_idx) else np.zeros(0, bool)
         rules = self.ruleset.rules
-        eff_from = np.array([_days(rules[i].effective_from, _NO_DATE_LOW) for i in fam.rule_index], np.int32)
-        eff_to = np.array([_days(rules[i].effective_to, _NO_DATE_HIGH) for i in fam.rule_index], np.int32)
-        has_eff = np.array([bool(rules[i].effective_from or rules[i].effective_to) for i in fam.rule_index], bool)
+        windows = [effective_window(rules[i], self.ruleset.tables[rules[i].lookup.table] if rules[i].lookup else None, p)
+                   for i, p in zip(fam.rule_index, fam.point)]
+        eff_from = np.array([_days(a, _NO_DATE_LOW) for a, _ in windows], np.int32)
+        eff_to = np.array([_days(b, _NO_DATE_HIGH) for _, b in windows], np.int32)
+        has_eff = np.array([bool(a or b) for a, b in windows], bool)
         index = _FamilyIndex(fam, active) if fam.match != MATCH_ALL else None
         multi = len(set(fam.rule_index)) != len(fam.rule_index) and fam.source == "rules"
         return dict(fam=fam, rule_idx=rule_idx, point=np.array(fam.point, np.int32), active=active,
@@ -216,7 +218,8 @@ class BatchEngine:
         n = ev.n_pairs
         row = ev.pair_row
         active = prep["active"][row]
-        # effective dates: unknown date of service -> insufficient; outside -> not applicable
+        # effective dates: outside -> not applicable; unknown date of service -> insufficient, but only
+        # where scope and condition do not already rule the line out (as ReferenceEngine._evaluate_point)
         has_eff = prep["has_eff"][row]
         if has_eff.any():
             day = ev.to_pair(ev._field("service_date"))
@@ -229,9 +232,10 @@ class BatchEngine:
             eff_ok = np.ones(n, bool)
         s_val, s_known = self._bool(ev, fam.scope, n)
         c_val, c_known = self._bool(ev, fam.condition, n)
-        applies = eff_ok & active
-        violation = applies & s_known & s_val & c_known & c_val
-        insufficient = active & (eff_unknown | (applies & (~s_known | (s_val & ~c_known))))
+        sc_violation = s_known & s_val & c_known & c_val
+        sc_insufficient = ~s_known | (s_val & ~c_known)
+        violation = active & eff_ok & sc_violation
+        insufficient = active & ((eff_unknown & (sc_violation | sc_insufficient)) | (eff_ok & sc_insufficient))
         hit = violation | insufficient
         idx = np.flatnonzero(hit)
         amounts = np.full(idx.size, np.nan)

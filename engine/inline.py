@@ -267,8 +267,9 @@ class Screener:
                 if id(rule) not in self._active:
                     continue
                 params = {n: fam.values[n][r] for n in names}
-                cand = Candidate(fam.rule_index[r], fam.point[r], params, scope, condition,
-                                 rule.effective_from, rule.effective_to)
+                table = self.ruleset.tables[rule.lookup.table] if rule.lookup and fam.point[r] >= 0 else None
+                start, end = ref.effective_window(rule, table, fam.point[r])
+                cand = Candidate(fam.rule_index[r], fam.point[r], params, scope, condition, start, end)
                 by_key.setdefault(fam.keys[r], []).append(cand)
             code_key = isinstance(fam.key_expr, ir.Field) and fam.key_expr.name == "med_list_codg"
             if fam.match in ("exact", "prefix") and code_key:  # every line has a code: one shared index
@@ -352,22 +353,23 @@ class Screener:
         return out
 
     def _evaluate(self, cand: Candidate, env: ref.Env):
+        """The reference's outcome for one candidate (see ReferenceEngine._evaluate_point)."""
         env.row = cand.params
+        day = None
         if cand.eff_from or cand.eff_to:
             day = service_date(env.line)
-            if is_unknown(day):
-                return (cand.rule_index, cand.point, INSUFFICIENT)
-            if (cand.eff_from and day < cand.eff_from) or (cand.eff_to and day > cand.eff_to):
+            if type(day) is not Unknown and ((cand.eff_from and day < cand.eff_from) or
+                                             (cand.eff_to and day > cand.eff_to)):
                 return None
         if cand.scope is not None:
             s = cand.scope(env)
-            if is_unknown(s):
+            if type(s) is Unknown:
                 return (cand.rule_index, cand.point, INSUFFICIENT)
             if not s:
                 return None
         c = cand.condition(env)
-        if is_unknown(c):
-            return (cand.rule_index, cand.point, INSUFFICIENT)
+        if type(c) is Unknown or type(day) is Unknown:
+            return (cand.rule_index, cand.point, INSUFFICIENT) if (type(c) is Unknown or c) else None
         return (cand.rule_index, cand.point, VIOLATION) if c else None
 
     def _render(self, rule, line, point, outcome) -> Finding:

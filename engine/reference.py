@@ -308,24 +308,31 @@ class ReferenceEngine:
         return out
 
     def _evaluate_point(self, rule, line, table, i) -> list[Finding]:
+        """One knowledge point on one line. The effective window (the rule's dates narrowed by the
+        knowledge row's) is judged only when scope and condition do not already rule the line out, so an
+        undated line is "insufficient data" only for the rules that concern it."""
         env = Env(line, table.rows[i] if table is not None else None)
         point = (table, i) if table is not None else None
-        if rule.effective_from or rule.effective_to:
-            day = service_date(line)
-            if is_unknown(day):
-                return [self._finding(rule, env, point, day)]
-            if (rule.effective_from and day < rule.effective_from) or (rule.effective_to and day > rule.effective_to):
-                return []
+        start, end = effective_window(rule, table, i)
+        day = service_date(line) if (start or end) else None
+        if day is not None and not is_unknown(day) and ((start and day < start) or (end and day > end)):
+            return []
+        unknown = None
         if rule.scope is not None:
             s = evaluate(rule.scope, env)
             if is_unknown(s):
-                return [self._finding(rule, env, point, s)]
-            if not s:
+                unknown = s
+            elif not s:
                 return []
-        c = evaluate(rule.condition, env)
-        if is_unknown(c):
-            return [self._finding(rule, env, point, c)]
-        return [self._finding(rule, env, point, None)] if c else []
+        if unknown is None:
+            c = evaluate(rule.condition, env)
+            if is_unknown(c):
+                unknown = c
+            elif not c:
+                return []
+        if is_unknown(day):
+            unknown = day
+        return [self._finding(rule, env, point, unknown)]
 
     def _finding(self, rule: ir.Rule, env: Env, point, unknown: Unknown | None) -> Finding:
         line = env.line
@@ -363,6 +370,22 @@ class ReferenceEngine:
             reason=unknown.reason if unknown is not None else None,
             lines=((line_id, ROLE_VIOLATING),),
             rule_location=f"{rule.span.file}:{rule.span.line}" if rule.span else "")
+
+
+def effective_window(rule: ir.Rule, table, i) -> tuple:
+    """(from, to) of a knowledge point: the rule's effective dates narrowed by the row's own
+    (columns with role effective_from / effective_to); None for an open end."""
+    start, end = rule.effective_from, rule.effective_to
+    if table is None or i is None or i < 0:
+        return start, end
+    col_from, col_to = table.role_column("effective_from"), table.role_column("effective_to")
+    if col_from or col_to:
+        row = table.rows[i]
+        if col_from and row.get(col_from) is not None:
+            start = max(start, row[col_from]) if start else row[col_from]
+        if col_to and row.get(col_to) is not None:
+            end = min(end, row[col_to]) if end else row[col_to]
+    return start, end
 
 
 def _knowledge_point(rule: ir.Rule, point) -> KnowledgePoint | None:

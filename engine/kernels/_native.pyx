@@ -508,6 +508,9 @@ def run_family(scope, condition, amount, consts, tables, maps, pair_line, pair_r
     cdef const int32_t* ETO = &e_to[0] if e_to.shape[0] else NULL
     cdef const uint8_t* HEFF = &h_eff[0] if h_eff.shape[0] else NULL
     cdef const uint8_t* ACT = &act[0] if act.shape[0] else NULL
+    undated = np.zeros(n, np.uint8)
+    cdef uint8_t[::1] und = undated
+    cdef uint8_t* UND = &und[0] if n else NULL
     cdef int8_t* OUT = &out[0] if n else NULL
     cdef double* AMT = &amt[0] if n else NULL
     cdef int64_t* RP = r.pair
@@ -542,10 +545,12 @@ def run_family(scope, condition, amount, consts, tables, maps, pair_line, pair_r
                     if any_inactive:
                         ok = ACT[ri] != 0
                     if any_eff and HEFF[ri]:
+                        # no date of service: keep evaluating, the pair ends insufficient unless scope or
+                        # condition rule it out (UND marks it); a known date outside the window: drop it
                         dk = SKNOWN[li] != 0
                         day = SDAY[li]
-                        OUT[p] = (ok & (dk ^ 1)) << 1
-                        ok = ok & dk & (day >= EFROM[ri]) & (day <= ETO[ri])
+                        UND[p] = ok & (dk ^ 1)
+                        ok = ok & ((dk ^ 1) | ((day >= EFROM[ri]) & (day <= ETO[ri])))
                     RP[m] = p
                     RL[m] = li
                     RR[m] = ri
@@ -574,7 +579,11 @@ def run_family(scope, condition, amount, consts, tables, maps, pair_line, pair_r
                     k = r.known[i]
                     keep = k & (r.value[i] != 0)
                     p = (start + i) if r.dense else RP[i]
-                    OUT[p] = keep | ((k ^ 1) << 1)
+                    if any_eff and UND[p] and (keep | (k ^ 1)):
+                        OUT[p] = 2
+                        keep = 0
+                    else:
+                        OUT[p] = keep | ((k ^ 1) << 1)
                     RP[kept] = p
                     RL[kept] = r.line[i]
                     RR[kept] = r.row[i]

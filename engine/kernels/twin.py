@@ -282,11 +282,11 @@ def run_family(scope, condition, amount, consts, tables, maps, pair_line, pair_r
             raise IndexError(f"pair {p} = ({li}, {ri}) is outside {n_lines} lines × {n_rows} rows")
         if not active[ri]:
             continue
+        undated = False  # a dated row and no date of service: insufficient, unless scope/condition rule it out
         if has_eff[ri]:
             if not service_known[li]:
-                outcome[p] = OUTCOME_INSUFFICIENT
-                continue
-            if not (eff_from[ri] <= service_day[li] <= eff_to[ri]):
+                undated = True
+            elif not (eff_from[ri] <= service_day[li] <= eff_to[ri]):
                 continue
         if scope_p:
             v, k, _ = _run_program(scope_p, p, li, ri, *args)
@@ -300,6 +300,9 @@ def run_family(scope, condition, amount, consts, tables, maps, pair_line, pair_r
             outcome[p] = OUTCOME_INSUFFICIENT
             continue
         if not _truth(v):
+            continue
+        if undated:
+            outcome[p] = OUTCOME_INSUFFICIENT
             continue
         outcome[p] = OUTCOME_VIOLATION
         if amount_p:
