@@ -108,7 +108,12 @@ def quantity_sql(txt: str, default_unit: str | None) -> tuple[str, str]:
         bare = f"TRY_CAST({strip_sql(s)} AS DOUBLE)"
         value = f"CASE WHEN {bare} IS NOT NULL THEN {bare} * {_num(d_f)} ELSE {value} END"
         dim = f"CASE WHEN {bare} IS NOT NULL THEN {_lit(d_dim)} ELSE {dim} END"
-    return value, dim
+    return quantize_sql(value), dim
+
+
+def quantize_sql(x: str) -> str:
+    """units.quantize: the same float operations."""
+    return f"(floor(({x}) * 1e9 + 0.5) / 1e9)"
 
 
 def money_sql(x: str) -> str:
@@ -217,7 +222,7 @@ class Baseline:
                 f"CREATE OR REPLACE TEMP TABLE p_freq AS SELECT t, {frequency_sql('t')} AS freq "
                 f"FROM (SELECT DISTINCT used_frqu_dscr AS t FROM {self.src}) WHERE t IS NOT NULL"]
         cols = "l.feedetl_sn, l.inscp_scp_amt, l.sin_dos_dscr, l.used_frqu_dscr, k.point_id, k.kmax, k.kdim"
-        rows = (f"SELECT x.*, d.v * f.freq AS dd, d.dim FROM ({self._join('drug_max_dose', cols)}) x "
+        rows = (f"SELECT x.*, {quantize_sql('d.v * f.freq')} AS dd, d.dim FROM ({self._join('drug_max_dose', cols)}) x "
                 f"LEFT JOIN p_dose d ON x.sin_dos_dscr = d.t LEFT JOIN p_freq f ON x.used_frqu_dscr = f.t")
         # daily_dose = single dose (base unit) x administrations per day; other dimensions are unknown
         return prep, finish_sql(RULE_DOSE, rows, "CASE WHEN j.dim = j.kdim THEN j.dd > j.kmax END",

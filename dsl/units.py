@@ -7,6 +7,7 @@ tablet cannot be converted to a vial without knowing the product.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 
@@ -58,9 +59,16 @@ def dimension_name(dim: str) -> str:
     return dim
 
 
+def quantize(base_value: float) -> float:
+    """Snap a base-unit value to 1e-9 of its unit (a picogram for mass). Unit factors are not exact in
+    binary (100 µg × 3 is 0.30000000000000004 mg), and a dose exactly at its limit must not read as
+    over it. Plain float operations, so numpy and SQL executors can do exactly the same."""
+    return math.floor(base_value * 1e9 + 0.5) / 1e9
+
+
 def make_quantity(number: float, unit: str) -> Quantity:
     dim, factor = unit_of(unit)  # caller checked the unit exists
-    return Quantity(number * factor, dim)
+    return Quantity(quantize(number * factor), dim)
 
 
 _QUANTITY_RE = re.compile(r"^\s*(?:每次|每日)?\s*(\d+(?:\.\d+)?)\s*([^\d\s/]+?)\s*(?:/次|每次)?\s*$")

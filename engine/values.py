@@ -10,7 +10,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from claimaudit.dsl.units import Quantity, parse_frequency, parse_quantity
+from claimaudit.dsl.units import Quantity, parse_frequency, parse_quantity, quantize
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def derive(name: str, line: dict):
             return dose
         if is_unknown(freq):
             return freq
-        return Quantity(dose.base_value * freq, dose.dimension)
+        return Quantity(quantize(dose.base_value * freq), dose.dimension)
     if name == "daily_cnt":
         cnt, days = line.get("cnt"), line.get("prd_days")
         if cnt is None:

@@ -182,7 +182,9 @@ class FamilyEvaluator:
             return self._per_distinct_text("used_frqu_dscr", _frequency)
         if name == "daily_dose":
             dose, freq = self._field("single_dose"), self._field("daily_frequency")
-            return V("qty", "line", dose.val * freq.val, dose.known & freq.known, dim=dose.dim)
+            # the same operations as units.quantize, element-wise
+            return V("qty", "line", np.floor(dose.val * freq.val * 1e9 + 0.5) / 1e9, dose.known & freq.known,
+                     dim=dose.dim)
         if name == "daily_cnt":
             cnt, days = self._field("cnt"), self._field("prd_days")
             ok = cnt.known & days.known & (days.val > 0)
