@@ -167,7 +167,7 @@ def main(argv=None):
     out_dir.mkdir(exist_ok=True)
     ours_f, theirs_f = str(out_dir / "bench_batch_claimaudit.parquet"), str(out_dir / "bench_batch_duckdb.parquet")
     first_ours = spawn("claimaudit", a.claims, a.rules, a.threads, ours_f)
-    first_theirs = spawn("duckdb", a.claims, a.rules, a.threads, theirs_f)
+    spawn("duckdb", a.claims, a.rules, a.threads, theirs_f)
     agreement = compare(ours_f, theirs_f)
     if not agreement["identical"]:
         print(json.dumps({"error": "findings differ", **agreement}))

@@ -163,7 +163,6 @@ class BatchEngine:
 
     def _pairs(self, prep, lines: LineColumns, good: np.ndarray, cache: dict, probe: FamilyEvaluator):
         fam: Family = prep["fam"]
-        n_rows = len(fam)
         if fam.match == MATCH_ALL:
             li = np.flatnonzero(good)
             rows = np.flatnonzero(prep["active"])
@@ -195,7 +194,6 @@ class BatchEngine:
         return pair_line, pair_row, unknown_key
 
     def _run_family(self, prep, lines: LineColumns, good: np.ndarray, cache: dict) -> list:
-        fam: Family = prep["fam"]
         empty = np.zeros(0, np.int64)
         probe = FamilyEvaluator(lines, prep["params"], empty, empty, self.kernels, cache)
         try:
@@ -287,7 +285,6 @@ class BatchEngine:
 
     def _fallback(self, prep, lines: LineColumns, good: np.ndarray) -> Hits:
         """A family the vector evaluator cannot take: the reference evaluates it line by line."""
-        fam: Family = prep["fam"]
         rules = [int(r) for r in sorted(set(prep["rule_idx"][prep["active"]]))]
         parts = {"line": [], "rule": [], "point": [], "outcome": [], "amount": []}
         for i in np.flatnonzero(good):
@@ -308,7 +305,6 @@ class BatchEngine:
         """Render hits as findings with the reference interpreter's own code; insufficient-data outcomes are
         re-evaluated by the reference for their exact reason (and to check it agrees)."""
         out = []
-        cache: dict = {}
         rows = lines.table.take(pa.array(np.unique(hits.line), pa.int64())).to_pylist() if len(hits) else []
         from claimaudit.connectors.claims import coerce_row
         by_line = {int(i): coerce_row(r)[0] for i, r in zip(np.unique(hits.line), rows)}

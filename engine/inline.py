@@ -14,7 +14,6 @@ from __future__ import annotations
 import operator
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from claimaudit.connectors.request import request_lines
 from claimaudit.dsl import ir

@@ -264,7 +264,6 @@ class FamilyEvaluator:
                 return V("bool", a.dom, np.isin(a.val, [float(m) for m in members]), self.known(a))
             raise NotVectorizable(f"membership of {a.kind} in a set")
         if b.kind == "list" and b.dom == "row" and a.kind == "text" and a.dom in ("line", "pair"):
-            codes = a.val if a.dom == "line" else None
             offsets, items = self.params.list_in_dictionary(b, a.dictionary)
             pl = self.pair_line if a.dom == "line" else np.arange(self.n_pairs, dtype=np.int64)
             line_codes = a.val
