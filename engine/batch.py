@@ -159,7 +159,11 @@ class BatchEngine:
             if not prep["active"].any():
                 continue
             parts.extend(self._run_family(prep, lines, good, cache))
-        return Hits.concat(parts), lines
+        hits = Hits.concat(parts)
+        late = lines.bad[hits.line]  # a column typed on first use may quarantine rows after a family ran
+        if late.any():
+            hits = Hits(*(getattr(hits, f)[~late] for f in ("line", "rule", "point", "outcome", "amount")))
+        return hits, lines
 
     def _pairs(self, prep, lines: LineColumns, good: np.ndarray, cache: dict, probe: FamilyEvaluator):
         fam: Family = prep["fam"]

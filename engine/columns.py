@@ -26,6 +26,17 @@ def micros_since_epoch(v: dt.datetime) -> int:
     return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
 
 
+def _is_native(kind: str, t) -> bool:
+    """An Arrow type a field of ``kind`` is read from without any conversion that could fail."""
+    if kind == "number":
+        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+    if kind in ("date", "datetime"):
+        return pa.types.is_date(t) or pa.types.is_timestamp(t)
+    if kind == "list":
+        return pa.types.is_list(t) or pa.types.is_large_list(t) or _is_text(t)  # text lists split, never fail
+    return True
+
+
 def _is_text(t) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or (
         pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)))
@@ -140,11 +151,12 @@ class LineColumns:
 
     # ---- reading ------------------------------------------------------------------------------
     def _validate(self) -> None:
-        """Quarantine rows the row reader would refuse. Only a non-text field stored as text (a CSV
-        column) can hold a value that does not read; those are typed now, the rest on first use."""
+        """Quarantine rows the row reader would refuse, before any rule runs. Only a non-text field stored
+        in some other type (a CSV column, a date as an integer) can hold a value that does not read; those
+        are typed now, the rest on first use."""
         present = set(self.table.column_names)
         for name, info in CLAIM_FIELDS.items():
-            if name in present and info.type != "text" and _is_text(self.table.column(name).type):
+            if name in present and info.type != "text" and not _is_native(info.type, self.table.column(name).type):
                 self.cols[name] = self._read(name, info.type, self.table.column(name))
         for name in LINE_IDENTITY:
             if name in present:

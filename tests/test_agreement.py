@@ -188,3 +188,27 @@ def test_results_do_not_depend_on_batch_size(plan):
         assert [q.to_record() for q in batched.quarantined()] == [q.to_record() for q in cols.quarantined()]
         assert keys(engine.findings(parts, batched)) == keys(engine.findings(whole, cols))
     assert len(whole) > 100 and cols.quarantined()[0].row == 8
+
+
+def test_oddly_typed_parquet_columns_quarantine_before_any_rule(plan, tmp_path):
+    """A date stored as an integer and a count stored as text: unreadable values quarantine their rows
+    in every executor, and the rows are never audited (batch used to type such columns too late)."""
+    import pyarrow.parquet as pq
+
+    from claimaudit.connectors.claims import read_table
+    t = pq.read_table(PACK / "examples" / "claims.parquet")
+    cnt = [None if v is None else str(v) for v in t.column("cnt").to_pylist()]
+    cnt[3] = "abc"
+    brdy = [None if v is None else int(v.strftime("%Y%m%d")) for v in t.column("brdy").to_pylist()]
+    brdy[5] = 20251399
+    t = t.set_column(t.schema.get_field_index("cnt"), "cnt", pa.array(cnt))
+    t = t.set_column(t.schema.get_field_index("brdy"), "brdy", pa.array(brdy, pa.int64()))
+    path = tmp_path / "odd.parquet"
+    pq.write_table(t, path)
+    lines, quarantined = load_lines(path, plan.ruleset.rules)
+    engine = BatchEngine(plan)
+    hits, cols = engine.run_table(read_table(path))
+    assert [(q.row, q.field) for q in cols.quarantined()] == [(q.row, q.field) for q in quarantined] == \
+        [(4, "cnt"), (6, "brdy")]
+    assert keys(engine.findings(hits, cols)) == keys(ReferenceEngine(plan.ruleset).run(lines))
+    assert not set(hits.line.tolist()) & {3, 5}
