@@ -40,11 +40,14 @@ class Hits:
         return len(self.line)
 
     @staticmethod
-    def concat(parts: list) -> "Hits":
+    def concat(parts: list, ordered: bool = False) -> "Hits":
+        """One Hits in (line, rule, point) order; ``ordered``: the parts already are, one after another."""
         if not parts:
             return Hits(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int8),
                         np.zeros(0, np.float64))
         h = Hits(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("line", "rule", "point", "outcome", "amount")))
+        if ordered:
+            return h
         order = np.lexsort((h.point, h.rule, h.line))
         return Hits(h.line[order], h.rule[order], h.point[order], h.outcome[order], h.amount[order])
 
@@ -148,7 +151,7 @@ class BatchEngine:
             hits.line += start
             parts.append(hits)
             batches.append((start, lines.bad, lines.bad_reason))
-        return Hits.concat(parts), BatchedLines(table, batches)
+        return Hits.concat(parts, ordered=True), BatchedLines(table, batches)  # batches follow line order
 
     def _run_batch(self, table: pa.Table) -> tuple[Hits, LineColumns]:
         lines = LineColumns(table)

@@ -96,6 +96,17 @@ def _distinct_arrow(col: pa.ChunkedArray):
     return ids, col.chunk(0).dictionary
 
 
+def _text_column(col: pa.ChunkedArray) -> TextCol:
+    """Text as the row reader reads it (trimmed; blank is null), trimmed in Arrow on the distinct values.
+    Values that differ only by surrounding blanks share one code."""
+    ids, dictionary = _distinct_arrow(col)
+    trimmed = pc.utf8_trim_whitespace(dictionary.cast(pa.string()))
+    blank = pc.equal(trimmed, "").fill_null(True).to_numpy(zero_copy_only=False).astype(bool)
+    codes, uniq = _distinct(trimmed)  # trimmed values that coincide get one code
+    remap = np.append(np.where(blank, -1, codes), -1).astype(np.int32)
+    return TextCol(remap[ids], uniq)
+
+
 def _null_or_blank(col: pa.ChunkedArray) -> np.ndarray:
     """Rows whose value is null or only whitespace (a dictionary column is tested on its dictionary)."""
     if not len(col):
@@ -219,6 +230,8 @@ class LineColumns:
             ids, dictionary = _distinct_arrow(col)
             offsets, items, item_dict = _list_from_text(dictionary)
             return ListCol(ids, offsets, items, item_dict)
+        if kind == "text" and _is_text(col.type):
+            return _text_column(col)
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
             ids, raw = _distinct(col)
         else:  # e.g. a code stored as an integer: type each distinct value as the row reader would
