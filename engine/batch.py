@@ -19,7 +19,7 @@ from . import kernels as kernel_registry
 from .columns import EPOCH, LineColumns
 from .findings import INSUFFICIENT, VIOLATION, Finding
 from .plan import MATCH_ALL, Family, Plan
-from .reference import Env, ReferenceEngine, effective_window
+from .reference import ReferenceEngine, effective_window
 from .vector import FamilyEvaluator, NotVectorizable, ParamColumns, V
 
 OUTCOME_VIOLATION, OUTCOME_INSUFFICIENT = 1, 2
@@ -317,25 +317,8 @@ class BatchEngine:
         by_line = {int(i): coerce_row(r)[0] for i, r in zip(np.unique(hits.line), rows)}
         for i in range(len(hits)):
             rule = self.ruleset.rules[int(hits.rule[i])]
-            line = by_line[int(hits.line[i])]
-            point = int(hits.point[i])
-            key = (int(hits.line[i]), int(hits.rule[i]))
-            table = self.ruleset.tables[rule.lookup.table] if rule.lookup else None
-            if hits.outcome[i] == OUTCOME_VIOLATION and (point >= 0 or table is None):
-                # a violation needs no reason: render it straight from its knowledge row
-                env = Env(line, table.rows[point] if table is not None else None)
-                out.append(self.reference._finding(rule, env, (table, point) if table is not None else None, None))
-                continue
-            if point < 0 and rule.lookup is not None:
-                found = self.reference.evaluate_rule(rule, line)
-            else:
-                found = self.reference._evaluate_point(rule, line, table, point if table is not None else None)
-            want = VIOLATION if hits.outcome[i] == OUTCOME_VIOLATION else INSUFFICIENT
-            match = [f for f in found if f.outcome == want and (point < 0 or _point_of(self.ruleset, key[1], f) == point)]
-            if len(match) != 1:
-                raise AssertionError(f"batch and reference disagree on rule {rule.code} at input row {key[0] + 1}: "
-                                     f"batch says {want}, reference says {[f.outcome for f in found]}")
-            out.append(match[0])
+            outcome = VIOLATION if hits.outcome[i] == OUTCOME_VIOLATION else INSUFFICIENT
+            out.append(self.reference.render_hit(rule, by_line[int(hits.line[i])], int(hits.point[i]), outcome))
         return out
 
 

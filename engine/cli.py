@@ -17,7 +17,7 @@ from rich.table import Table
 
 from claimaudit.dsl.ruleset import Ruleset, load_ruleset
 
-from .findings import FINDING_SCHEMA, INSUFFICIENT, VIOLATION, to_3101_result
+from .findings import FINDING_SCHEMA, INSUFFICIENT, VIOLATION, screen_response
 from .reference import ReferenceEngine
 from .testing import run_examples
 
@@ -246,15 +246,8 @@ def screen_request(rs: Ruleset, req, stages) -> dict:
     """The reference interpreter's answer to a request, in the same response shape as the screener's."""
     started = time.perf_counter()
     engine = ReferenceEngine(rs, stages=stages, rule_codes=req.rule_ids or None)
-    findings = [f for f in engine.run(l for l in req.lines if l["feedetl_sn"] in req.current)]
-    elapsed_us = (time.perf_counter() - started) * 1e6
-    return {
-        "result": [to_3101_result(f) for f in findings if f.outcome == VIOLATION],
-        "insufficient_data": [{"rule_id": f.rule_code, "rule_name": f.rule_name, "rx_id": f.line_id, "reason": f.reason}
-                              for f in findings if f.outcome == INSUFFICIENT],
-        "ruleset": {"name": rs.name, "version": rs.version},
-        "engine": {"executor": "reference", "elapsed_us": round(elapsed_us, 1)},
-    }
+    findings = list(engine.run(l for l in req.lines if l["feedetl_sn"] in req.current))
+    return screen_response(findings, rs, "reference", (time.perf_counter() - started) * 1e6)
 
 
 @main.command()

@@ -79,6 +79,17 @@ def finding_id(rule_code: str, point: str, line_id: str, mdtrt_id) -> str:
     return hashlib.sha1(raw).hexdigest()[:16]
 
 
+def screen_response(findings: list, ruleset, executor: str, elapsed_us: float) -> dict:
+    """The answer to a screening request: violations as 3101 ``result[]``, undecidable checks apart."""
+    return {
+        "result": [to_3101_result(f) for f in findings if f.outcome == VIOLATION],
+        "insufficient_data": [{"rule_id": f.rule_code, "rule_name": f.rule_name, "rx_id": f.line_id, "reason": f.reason}
+                              for f in findings if f.outcome == INSUFFICIENT],
+        "ruleset": {"name": ruleset.name, "version": ruleset.version},
+        "engine": {"executor": executor, "elapsed_us": round(elapsed_us, 1)},
+    }
+
+
 def to_3101_result(f: Finding) -> dict:
     """One entry of the national pre-audit response ``result[]`` (plus our explanation fields)."""
     kp = f.knowledge

@@ -22,7 +22,7 @@ from claimaudit.dsl.schema import CLAIM_FIELDS, DERIVED_INPUTS
 from claimaudit.dsl.units import Quantity
 
 from . import reference as ref
-from .findings import INSUFFICIENT, VIOLATION, Finding, to_3101_result
+from .findings import INSUFFICIENT, VIOLATION, Finding, screen_response
 from .plan import MATCH_ALL, Plan, build_plan
 from .values import Unknown, is_unknown, service_date
 
@@ -288,13 +288,7 @@ class Screener:
         started = time.perf_counter()
         req = request_lines(request, self.fields)
         findings = self.screen_lines(req.lines, req.current, req.rule_ids)
-        return {
-            "result": [to_3101_result(f) for f in findings if f.outcome == VIOLATION],
-            "insufficient_data": [{"rule_id": f.rule_code, "rule_name": f.rule_name, "rx_id": f.line_id,
-                                   "reason": f.reason} for f in findings if f.outcome == INSUFFICIENT],
-            "ruleset": {"name": self.ruleset.name, "version": self.ruleset.version},
-            "engine": {"executor": self.executor_name, "elapsed_us": round((time.perf_counter() - started) * 1e6, 1)},
-        }
+        return screen_response(findings, self.ruleset, self.executor_name, (time.perf_counter() - started) * 1e6)
 
     def screen_lines(self, lines: list, current=None, rule_ids=()) -> list[Finding]:
         out = []
@@ -372,18 +366,4 @@ class Screener:
         return (cand.rule_index, cand.point, VIOLATION) if c else None
 
     def _render(self, rule, line, point, outcome) -> Finding:
-        table = self.ruleset.tables[rule.lookup.table] if rule.lookup else None
-        if outcome == VIOLATION and (point >= 0 or table is None):
-            # a violation needs no reason: render it straight from the knowledge row
-            row = table.rows[point] if table is not None else None
-            return self.reference._finding(rule, ref.Env(line, row), (table, point) if table is not None else None, None)
-        # insufficient data: the reference re-evaluates the original rule for its exact reason
-        if point < 0 and rule.lookup is not None:
-            found = self.reference.evaluate_rule(rule, line)
-        else:
-            found = self.reference._evaluate_point(rule, line, table, point if table is not None else None)
-        match = [f for f in found if f.outcome == outcome]
-        if len(match) != 1:
-            raise AssertionError(f"inline and reference disagree on rule {rule.code}: inline says {outcome}, "
-                                 f"reference says {[f.outcome for f in found]}")
-        return match[0]
+        return self.reference.render_hit(rule, line, point, outcome)

@@ -334,6 +334,25 @@ class ReferenceEngine:
             unknown = day
         return [self._finding(rule, env, point, unknown)]
 
+    def render_hit(self, rule: ir.Rule, line: dict, point: int, outcome: str) -> Finding:
+        """The finding a compiled executor decided on (knowledge row ``point``, -1 for none). A violation
+        needs no reason and is rendered straight from its knowledge row; insufficient data is re-evaluated
+        here for its exact reason, which also checks that the executor and the reference agree."""
+        table = self.ruleset.tables[rule.lookup.table] if rule.lookup else None
+        if outcome == VIOLATION and (point >= 0 or table is None):
+            row = table.rows[point] if table is not None else None
+            return self._finding(rule, Env(line, row), (table, point) if table is not None else None, None)
+        if point < 0 and table is not None:  # the lookup key itself was unknown
+            found = self.evaluate_rule(rule, line)
+        else:
+            found = self._evaluate_point(rule, line, table, point if table is not None else None)
+        match = [f for f in found if f.outcome == outcome]
+        if len(match) != 1:
+            raise AssertionError(f"executor and reference disagree on rule {rule.code}, line "
+                                 f"{line.get('feedetl_sn')}: executor says {outcome}, reference says "
+                                 f"{[f.outcome for f in found]}")
+        return match[0]
+
     def _finding(self, rule: ir.Rule, env: Env, point, unknown: Unknown | None) -> Finding:
         line = env.line
         facts = self.facts(rule)
