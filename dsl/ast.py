@@ -107,10 +107,11 @@ class ColumnDecl:
     type: TypeSpec
     role: str | None
     is_key: bool
-    match: str | None  # exact | prefix, only for the key column
+    match: str | None  # exact | prefix, only for the key (and partner) column
     span: Span
     role_span: Span | None = None
     match_span: Span | None = None
+    is_partner: bool = False  # the B side of a pair / requires table
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,31 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class WindowScope:
+    name: str  # encounter | prescription | day | month | quarter | year | insurance_year | patient | institution
+    rolling: Any  # expression giving N days, or None
+    span: Span
+
+
+@dataclass(frozen=True)
+class CrossLine:
+    """``window``, ``pair`` or ``requires``: what a rule sees of the other lines."""
+
+    kind: str  # window | pair | requires
+    binding: str
+    scope: WindowScope
+    span: Span
+    whole: bool = False  # window: aggregate over the whole group, not up to this line
+    same: tuple | None = None  # window: ("k",) same knowledge row, ("k", "col"), or ("field",); None = lines
+    where: Any = None  # window: condition on the lines counted
+    table: str | None = None  # pair / requires
+    key: Any = None
+    unordered: bool = False
+    table_span: Span | None = None
+    same_span: Span | None = None
+
+
+@dataclass(frozen=True)
 class FieldValue:
     name: str
     value: Any
@@ -160,9 +186,10 @@ class Example:
     name: str
     patient: tuple  # of FieldValue
     encounter: tuple
-    lines: tuple  # of (label, tuple[FieldValue], Span)
+    lines: tuple  # of (label, tuple[FieldValue], Span, encounter label or None)
     expectations: tuple
     span: Span
+    encounters: tuple = ()  # of (label, tuple[FieldValue], Span): further encounters of the patient
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,20 @@ SEVERITIES = {"block": "block", "拦截": "block", "禁止": "block", "warn": "w
 STAGES = {"事前": "事前", "pre": "事前", "事中": "事中", "during": "事中", "事后": "事后", "post": "事后"}
 ALL_STAGES = frozenset(("事前", "事中", "事后"))
 SPECIAL_PLACEHOLDERS = {"amount": "number", "rule_code": "text", "rule_name": "text", "knowledge_text": "text",
-                        "knowledge_source": "text"}
+                        "knowledge_source": "text", "involved": "text"}
 _SINGLE = ("class", "version", "result", "severity", "stages", "effective", "scope", "lookup", "when", "message",
-           "amount", "basis")
+           "amount", "basis", "window")
+# The framework's own time words (domain.md) are accepted beside the English names.
+WINDOW_SCOPES = {
+    "encounter": "encounter", "当次就诊": "encounter", "当次门诊": "encounter", "当次住院": "encounter",
+    "prescription": "prescription", "处方": "prescription",
+    "day": "day", "自然日": "day", "单日": "day", "同天": "day", "同日": "day",
+    "month": "month", "自然月": "month", "单月": "month", "quarter": "quarter", "季度": "quarter",
+    "year": "year", "自然年": "year", "insurance_year": "insurance_year", "医保年度": "insurance_year",
+    "patient": "patient", "患者": "patient", "institution": "institution", "同机构": "institution",
+}
+WINDOW_VALUES = ("count", "quantity", "amount", "days", "span_days", "supply_days", "overlap_days", "codes",
+                 "encounters")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -30,6 +41,7 @@ class _Ctx:
         self.tables = tables
         self.binding: str | None = None
         self.table: KnowledgeTable | None = None
+        self.window_binding: str | None = None
         self.diags: list[Diagnostic] = []
 
     def error(self, code, message, span, hint=None):
@@ -121,6 +133,12 @@ def _lower_name(node: ast.Name, ctx: _Ctx):
 
 
 def _lower_qualified(node: ast.Qualified, ctx: _Ctx):
+    if ctx.window_binding is not None and node.qualifier == ctx.window_binding:
+        if node.name not in WINDOW_VALUES:
+            ctx.error("unknown_column", f"a window gives no '{node.name}'", node.name_span,
+                      hint=_suggest(node.name, WINDOW_VALUES) or f"window values: {', '.join(WINDOW_VALUES)}")
+            return None
+        return ir.WindowValue(node.name, "number", node.span)
     if ctx.binding is not None and node.qualifier == ctx.binding and ctx.table is None:
         return None  # the lookup's table is unknown or failed to load; that error is already reported
     if ctx.binding is None or node.qualifier != ctx.binding:
@@ -314,6 +332,8 @@ def _lower_placeholder(name: str, span: ast.Span, ctx: _Ctx):
         return ir.Field(f"@{name}", SPECIAL_PLACEHOLDERS[name], span)
     if "." in name:
         q, _, col = name.partition(".")
+        if q == ctx.window_binding and col in WINDOW_VALUES:
+            return ir.WindowValue(col, "number", span)
         if ctx.binding == q and ctx.table is not None and col in ctx.table.columns:
             return ir.KnowledgeField(col, _column_type(ctx.table.columns[col]), span)
         if ctx.binding == q and ctx.table is None:
@@ -355,6 +375,13 @@ def check_rule(decl: ast.RuleDecl, tables: dict[str, KnowledgeTable | None], def
                 elif key is not None:
                     lookup = ir.Lookup(lk.table, key, ctx.table.match)
 
+    window = None
+    if (wa := A("window")) is not None:
+        if A("lookup") is not None and wa.value.kind != "window":
+            ctx.error("duplicate_attribute", f"a {wa.value.kind} rule finds its knowledge row itself; drop the "
+                      "'lookup'", A("lookup").span)
+        window, lookup = _lower_cross_line(wa.value, ctx, lookup)
+
     result_type = _value_from(RESULT_TYPES, A("result"), ctx, "result type")
     if A("result") is None:
         ctx.error("missing_attribute", f"rule {decl.code} has no 'result' (明确 or 可疑)", decl.code_span)
@@ -375,7 +402,12 @@ def check_rule(decl: ast.RuleDecl, tables: dict[str, KnowledgeTable | None], def
 
     scope = _lower_condition(A("scope"), ctx, "scope")
     condition = _lower_condition(A("when"), ctx, "when")
-    if A("when") is None:
+    if window is not None and window.kind != "window":
+        # pair: flagged when a partner is present; requires: when none is
+        partner = ir.WindowValue("partner", "bool")
+        test = partner if window.kind == "pair" else ir.Op("not", (partner,), "bool")
+        condition = test if A("when") is None else (ir.Op("and", (condition, test), "bool") if condition else None)
+    elif A("when") is None:
         ctx.error("missing_attribute", f"rule {decl.code} has no 'when' condition", decl.code_span)
 
     amount = ir.Field("inscp_scp_amt", "number")
@@ -405,8 +437,86 @@ def check_rule(decl: ast.RuleDecl, tables: dict[str, KnowledgeTable | None], def
         version=A("version").value[0] if A("version") else default_version,
         result_type=result_type, severity=severity, stages=stages,
         effective_from=eff_from, effective_to=eff_to, scope=scope, lookup=lookup, condition=condition,
-        message=message, amount=amount, basis=basis, examples=examples, span=decl.span)
+        message=message, amount=amount, basis=basis, examples=examples, span=decl.span, window=window)
     return rule, ctx.diags
+
+
+def _lower_cross_line(cl: ast.CrossLine, ctx: _Ctx, lookup):
+    """``window`` / ``pair`` / ``requires`` -> (ir.Window, the rule's lookup)."""
+    scope = WINDOW_SCOPES.get(cl.scope.name)
+    if scope is None:
+        ctx.error("bad_attribute_value", f"window scope '{cl.scope.name}' is not one of "
+                  f"{', '.join(sorted(set(WINDOW_SCOPES.values())))}", cl.scope.span,
+                  hint=_suggest(cl.scope.name, WINDOW_SCOPES))
+    if cl.kind != "window":
+        lookup = _pair_lookup(cl, ctx)
+    rolling = None
+    if cl.scope.rolling is not None:
+        rolling = lower_expr(cl.scope.rolling, ctx)
+        if rolling is not None and rolling.type not in ("number", "quantity:days"):
+            ctx.error("type_mismatch", f"'rolling' takes a number of days, got {rolling.type}", cl.scope.rolling.span)
+        if scope not in ("patient", "institution"):
+            ctx.error("bad_attribute_value", f"'rolling' windows run over a patient's history: write 'within "
+                      f"patient rolling …', not '{cl.scope.name} rolling'", cl.scope.span)
+        if cl.whole:
+            ctx.error("bad_attribute_value", "'all' counts a whole group; a rolling window ends at each line",
+                      cl.span)
+    if cl.kind != "window":
+        return ir.Window(cl.kind, scope or "encounter", rolling, unordered=cl.unordered), lookup
+    same = _lower_same(cl, ctx)
+    where = None
+    if cl.where is not None:
+        where = lower_expr(cl.where, ctx)
+        if where is not None and where.type != "bool":
+            ctx.error("type_mismatch", f"'where' needs a condition, got a {where.type} value", cl.where.span)
+        elif where is not None and any(isinstance(n, ir.KnowledgeField) for n in ir.walk(where)):
+            ctx.error("type_mismatch", "'where' tests the fields of the lines counted, not a knowledge row",
+                      cl.where.span, hint="move the knowledge test into 'when'")
+    ctx.window_binding = cl.binding
+    return ir.Window("window", scope or "encounter", rolling, cl.whole, same, where), lookup
+
+
+def _pair_lookup(cl: ast.CrossLine, ctx: _Ctx):
+    if cl.table not in ctx.tables:
+        ctx.error("unknown_table", f"unknown table '{cl.table}'", cl.table_span, hint=_suggest(cl.table, ctx.tables))
+        ctx.binding = cl.binding
+        return None
+    table = ctx.tables[cl.table]
+    ctx.binding, ctx.table = cl.binding, table
+    if table is None:
+        return None
+    if table.partner is None:
+        ctx.error("missing_attribute", f"table '{cl.table}' has no partner column; a {cl.kind} table declares "
+                  "'key A … match …' and 'partner B … match …'", cl.table_span)
+        return None
+    key = lower_expr(cl.key, ctx)
+    if key is None:
+        return None
+    if key.type != "text":
+        ctx.error("type_mismatch", f"a lookup key is text, got {key.type}", cl.key.span)
+        return None
+    side = "key" if cl.kind == "requires" else ("either" if cl.unordered else "partner")
+    match = table.match if side == "key" else table.partner_match
+    return ir.Lookup(cl.table, key, match, side)
+
+
+def _lower_same(cl: ast.CrossLine, ctx: _Ctx):
+    if cl.same is None:
+        return None
+    if len(cl.same) == 1:
+        name = cl.same[0]
+        if name == ctx.binding:
+            return ("point",)
+        if lookup_field(name) is not None:
+            return ("field", name)
+        ctx.error("unknown_field", f"'same {name}': '{name}' is neither this rule's lookup nor a claim field",
+                  cl.same_span, hint=_suggest(name, list(CLAIM_FIELDS) + ([ctx.binding] if ctx.binding else [])))
+        return None
+    q, col = cl.same
+    if q != ctx.binding or ctx.table is None or col not in ctx.table.columns:
+        ctx.error("unknown_column", f"'same {q}.{col}' names no column of this rule's lookup", cl.same_span)
+        return None
+    return ("knowledge", col)
 
 
 def _lower_condition(attr, ctx, what):
@@ -453,12 +563,16 @@ def _check_example(ex: ast.Example, ctx: _Ctx) -> ir.Example | None:
     before = len(ctx.diags)
     patient = _example_fields(ex.patient, ctx)
     encounter = _example_fields(ex.encounter, ctx)
+    encounters = tuple((label, _example_fields(fields, ctx)) for label, fields, _ in ex.encounters)
     lines, labels = [], set()
-    for label, fields, span in ex.lines:
+    for label, fields, span, at in ex.lines:
         if label in labels:
             ctx.error("bad_example", f"line label '{label}' used twice in example '{ex.name}'", span)
+        if at is not None and at not in {e[0] for e in encounters}:
+            ctx.error("bad_example", f"line '{label}' is 'at {at}', an encounter the example does not declare", span,
+                      hint=f"declare it: encounter {at} {{ mdtrt_id: \"…\", begntime: … }}")
         labels.add(label)
-        lines.append(ir.ExampleLine(label, _example_fields(fields, ctx)))
+        lines.append(ir.ExampleLine(label, _example_fields(fields, ctx), at))
     flagged, insufficient, amount = [], [], None
     if not ex.expectations:
         ctx.error("bad_example", f"example '{ex.name}' has no 'expect'", ex.span)
@@ -474,4 +588,5 @@ def _check_example(ex: ast.Example, ctx: _Ctx) -> ir.Example | None:
             insufficient += e.labels
     if len(ctx.diags) > before and any(d.is_error for d in ctx.diags[before:]):
         return None
-    return ir.Example(ex.name, patient, encounter, tuple(lines), tuple(flagged), tuple(insufficient), amount, ex.span)
+    return ir.Example(ex.name, patient, encounter, tuple(lines), tuple(flagged), tuple(insufficient), amount, ex.span,
+                      encounters)

@@ -70,6 +70,42 @@ class Lookup:
     table: str
     key: Any  # expression giving the value matched against the table's key column
     match: str  # exact | prefix
+    side: str = "key"  # key | partner | either: which column of a pair table this line is matched on
+
+
+@dataclass(frozen=True)
+class WindowValue:
+    """What a rule's cross-line construct supplies to this line: an aggregate of its window (count,
+    quantity, amount, days, span_days, supply_days, overlap_days, codes, encounters) or, for pair and
+    requires, whether a partner line is present (partner)."""
+
+    name: str
+    type: str
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rule's view of the other lines (see docs/language.md, "Cross-line rules").
+
+    kind window: lines of ``scope`` (``same`` knowledge row / knowledge value / field as this line, or all
+    lines) satisfying ``where``, up to and including this line in the total order unless ``whole``.
+    kind pair: this line matched a row's partner side; a partner is a line in scope matching its key side
+    (``unordered``: either side, and the partner must come first). kind requires: this line matched the
+    key side; a partner is a line in scope matching the row's partner side."""
+
+    kind: str  # window | pair | requires
+    scope: str  # encounter | prescription | day | month | quarter | year | insurance_year | patient | institution
+    rolling_days: Any = None  # expression (number of days) or None
+    whole: bool = False
+    same: tuple | None = None  # ("point",) | ("knowledge", column) | ("field", name) | None for all lines
+    where: Any = None
+    unordered: bool = False
+
+    @property
+    def looks_back(self) -> bool:
+        """Partners and window lines come from before this line (patient history), not the whole group."""
+        return self.scope in ("patient", "institution") or self.rolling_days is not None
 
 
 @dataclass(frozen=True)
@@ -92,6 +128,7 @@ class Basis:
 class ExampleLine:
     label: str
     fields: tuple  # of (name, value)
+    encounter: str | None = None  # label of a named encounter of the example, None for the default one
 
 
 @dataclass(frozen=True)
@@ -104,6 +141,7 @@ class Example:
     expect_insufficient: tuple
     expect_amount: float | None
     span: Span | None = field(default=None, compare=False)
+    encounters: tuple = ()  # of (label, fields): further encounters of the same patient
 
 
 @dataclass(frozen=True)
@@ -125,6 +163,7 @@ class Rule:
     basis: Basis | None
     examples: tuple = ()
     span: Span | None = field(default=None, compare=False)
+    window: Window | None = None
 
     def fields_used(self) -> frozenset:
         """Claim and derived fields the rule reads (for required-column checks and evidence)."""
@@ -134,10 +173,28 @@ class Rule:
             _collect(expr, out)
         return frozenset(out)
 
+    def window_fields(self) -> frozenset:
+        """Fields the cross-line construct reads from every line of its window (identity, order, scope)."""
+        w = self.window
+        if w is None:
+            return frozenset()
+        out = {"psn_no", "mdtrt_id", "feedetl_sn", "fee_ocur_time"}
+        out.update(SCOPE_FIELDS.get(w.scope, ()))
+        for expr in (w.where, w.rolling_days):
+            _collect(expr, out)
+        if w.same and w.same[0] == "field":
+            out.add(w.same[1])
+        out.update(("cnt", "det_item_fee_sumamt", "prd_days", "med_list_codg") if w.kind == "window" else ())
+        return frozenset(out)
+
+
+SCOPE_FIELDS = {"prescription": ("rxno",), "institution": ("fixmedins_code",)}
+
 
 def _collect(expr, out: set) -> None:
     if isinstance(expr, Field):
-        out.add(expr.name)
+        if not expr.name.startswith("@"):  # message specials ({amount}, {involved}) are not claim fields
+            out.add(expr.name)
     elif isinstance(expr, (Op, Call)):
         if isinstance(expr, Call) and expr.func == "has_diag":
             out.update(("dscg_maindiag_code", "diag_codes"))
@@ -168,6 +225,8 @@ def show(expr) -> str:
         return expr.name
     if isinstance(expr, KnowledgeField):
         return f"k.{expr.column}"
+    if isinstance(expr, WindowValue):
+        return f"w.{expr.name}"
     if isinstance(expr, Param):
         return f"${expr.name}"
     if isinstance(expr, Call):

@@ -48,6 +48,9 @@ class KnowledgeTable:
         self.row_numbers = row_numbers if isinstance(row_numbers, tuple) else tuple(row_numbers)  # file rows
         self._index: dict[str, list[int]] | None = None
         self._prefix_lengths: list[int] = []
+        self.partner: str | None = None  # the B-side column of a pair / requires table
+        self.partner_match: str | None = None
+        self._partner_index: tuple | None = None
 
     @property
     def rows(self) -> tuple:
@@ -56,13 +59,7 @@ class KnowledgeTable:
         return self._rows
 
     def _build_index(self) -> None:
-        index: dict[str, list[int]] = {}
-        for i, row in enumerate(self.rows):
-            k = row.get(self.key)
-            if k is not None:
-                index.setdefault(k, []).append(i)
-        self._prefix_lengths = sorted({len(k) for k in index}) if self.match == "prefix" else []
-        self._index = index
+        self._index, self._prefix_lengths = _column_index(self.rows, self.key, self.match)
 
     def row_index_of(self, file_row: int) -> int:
         """The row holding file row ``file_row`` (a finding cites file rows)."""
@@ -82,18 +79,46 @@ class KnowledgeTable:
             return []
         if self._index is None:
             self._build_index()
-        value = str(value)
-        if self.match == "exact":
-            return self._index.get(value, [])
-        hits: list[int] = []
-        for n in self._prefix_lengths:
-            if n > len(value):
-                break
-            hits.extend(self._index.get(value[:n], ()))
-        return sorted(hits)
+        return _probe(self._index, self._prefix_lengths, self.match, str(value))
+
+    def with_partner(self, column: str, match: str) -> "KnowledgeTable":
+        self.partner, self.partner_match = column, match
+        return self
+
+    def partner_matches(self, value) -> list[int]:
+        """Row numbers whose partner column (a value or a list of values) matches ``value``."""
+        if value is None or self.partner is None:
+            return []
+        if self._partner_index is None:
+            self._partner_index = _column_index(self.rows, self.partner, self.partner_match)
+        return _probe(*self._partner_index, self.partner_match, str(value))
+
+    def side_matches(self, side: str, value) -> list[int]:
+        return self.matches(value) if side == "key" else self.partner_matches(value)
 
     def __len__(self) -> int:
         return self._n if self._n is not None else len(self.rows)
+
+
+def _column_index(rows, column: str, match: str) -> tuple[dict, list]:
+    index: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        values = row.get(column)
+        for k in (values if isinstance(values, tuple) else (values,)):
+            if k is not None and i not in index.get(k, ()):
+                index.setdefault(k, []).append(i)
+    return index, (sorted({len(k) for k in index}) if match == "prefix" else [])
+
+
+def _probe(index: dict, lengths: list, match: str, value: str) -> list[int]:
+    if match == "exact":
+        return index.get(value, [])
+    hits: list[int] = []
+    for n in lengths:
+        if n > len(value):
+            break
+        hits.extend(index.get(value[:n], ()))
+    return sorted(set(hits))
 
 
 def columns_of(decl: ast.TableDecl) -> tuple[list[Column], list[Diagnostic]]:
@@ -120,7 +145,7 @@ def columns_of(decl: ast.TableDecl) -> tuple[list[Column], list[Diagnostic]]:
         elif c.role in ("effective_from", "effective_to") and base != "date":
             diags.append(Diagnostic("bad_attribute_value", f"a column with role {c.role} holds dates: declare it "
                                     f"'date', not '{base}'", c.type.span))
-        if c.is_key and c.match not in MATCH_KINDS:
+        if (c.is_key or c.is_partner) and c.match not in MATCH_KINDS:
             diags.append(Diagnostic("bad_attribute_value", f"key match '{c.match}' must be exact or prefix", c.match_span))
         cols.append(Column(c.name, base, unit, c.role))
     return cols, diags
@@ -133,6 +158,13 @@ def load_table(decl: ast.TableDecl, base_dir: Path) -> tuple[KnowledgeTable | No
         diags.append(Diagnostic("missing_attribute", f"table '{decl.name}' needs exactly one key column "
                                 f"(found {len(keys)})", decl.span))
         return None, diags
+    partners = [c for c in decl.columns if c.is_partner]
+    if len(partners) > 1:
+        diags.append(Diagnostic("missing_attribute", f"table '{decl.name}' has more than one partner column",
+                                partners[1].span))
+    elif partners and partners[0].type.base not in ("text", "list"):
+        diags.append(Diagnostic("bad_attribute_value", "a partner column holds codes: declare it 'text' or 'list text'",
+                                partners[0].type.span))
     if any(d.is_error for d in diags):
         return None, diags
     path = (base_dir / decl.path).resolve()
@@ -169,7 +201,10 @@ def load_table(decl: ast.TableDecl, base_dir: Path) -> tuple[KnowledgeTable | No
         diags.append(Diagnostic("table_bad_value", f"{path.name}: {errors - _MAX_ERRORS_PER_TABLE} more bad cells "
                                 "not shown", decl.path_span))
     key = keys[0]
-    return KnowledgeTable(decl.name, str(path), tuple(cols), key.name, key.match, rows, numbers), diags
+    table = KnowledgeTable(decl.name, str(path), tuple(cols), key.name, key.match, rows, numbers)
+    if partners:
+        table.with_partner(partners[0].name, partners[0].match)
+    return table, diags
 
 
 def _read_raw(path: Path) -> tuple[list[str], list[dict], int]:

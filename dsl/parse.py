@@ -174,6 +174,10 @@ class _Builder(Transformer):
     def key_column(self, name, type_spec, match):
         return ast.ColumnDecl(str(name), type_spec, None, True, str(match), self._sp(name), match_span=self._sp(match))
 
+    def partner_column(self, name, type_spec, match):
+        return ast.ColumnDecl(str(name), type_spec, None, False, str(match), self._sp(name), match_span=self._sp(match),
+                              is_partner=True)
+
     def column(self, name, type_spec, role=None):
         return ast.ColumnDecl(str(name), type_spec, str(role) if role is not None else None, False, None,
                               self._sp(name), role_span=self._sp(role) if role is not None else None)
@@ -225,6 +229,43 @@ class _Builder(Transformer):
         lookup = ast.Lookup(str(binding), str(table), key, self._meta(meta), self._sp(table))
         return ast.Attr("lookup", lookup, self._meta(meta))
 
+    # --- cross-line constructs
+    @v_args(inline=False, meta=True)
+    def window_scope(self, meta, ch):
+        name, rolling = ch
+        return ast.WindowScope(str(name), rolling, self._meta(meta))
+
+    @v_args(inline=False, meta=True)
+    def same_rows(self, meta, ch):
+        first, second = ch
+        same = (str(first),) if second is None else (str(first), str(second))
+        return ("same", same, self._meta(meta))
+
+    @v_args(inline=False, meta=True)
+    def all_rows(self, meta, ch):
+        return ("lines", None, self._meta(meta))
+
+    @v_args(inline=False, meta=True)
+    def window_stmt(self, meta, ch):
+        binding, whole, rows, scope, where = ch
+        node = ast.CrossLine("window", str(binding), scope, self._meta(meta), whole=whole is not None, same=rows[1],
+                             where=where, same_span=rows[2])
+        return ast.Attr("window", node, self._meta(meta))
+
+    @v_args(inline=False, meta=True)
+    def pair_stmt(self, meta, ch):
+        binding, table, key, scope, unordered = ch
+        node = ast.CrossLine("pair", str(binding), scope, self._meta(meta), table=str(table), key=key,
+                             unordered=unordered is not None, table_span=self._sp(table))
+        return ast.Attr("window", node, self._meta(meta))
+
+    @v_args(inline=False, meta=True)
+    def requires_stmt(self, meta, ch):
+        binding, table, key, scope = ch
+        node = ast.CrossLine("requires", str(binding), scope, self._meta(meta), table=str(table), key=key,
+                             table_span=self._sp(table))
+        return ast.Attr("window", node, self._meta(meta))
+
     # --- examples
     def field_value(self, name, value):
         return ast.FieldValue(str(name), value, self._join(self._sp(name), value.span))
@@ -236,13 +277,15 @@ class _Builder(Transformer):
     def patient_rec(self, rec):
         return ("patient", rec)
 
-    def encounter_rec(self, rec):
-        return ("encounter", rec)
+    def encounter_rec(self, label, rec):
+        if label is None:
+            return ("encounter", rec)
+        return ("encounter_named", (str(label), rec, self._sp(label)))
 
     @v_args(inline=False, meta=True)
     def line_rec(self, meta, ch):
-        label, rec = ch
-        return ("line", (str(label), rec, self._sp(label)))
+        label, at, rec = ch
+        return ("line", (str(label), rec, self._sp(label), str(at) if at is not None else None))
 
     def amount_check(self, value):
         return value
@@ -264,7 +307,7 @@ class _Builder(Transformer):
     @v_args(inline=False, meta=True)
     def example(self, meta, ch):
         name, *stmts = ch
-        patient, encounter, lines, expects = (), (), [], []
+        patient, encounter, lines, expects, named = (), (), [], [], []
         for s in stmts:
             if isinstance(s, ast.Expectation):
                 expects.append(s)
@@ -272,9 +315,12 @@ class _Builder(Transformer):
                 patient += s[1]
             elif s[0] == "encounter":
                 encounter += s[1]
+            elif s[0] == "encounter_named":
+                named.append(s[1])
             else:
                 lines.append(s[1])
-        return ast.Example(_unescape(str(name)), patient, encounter, tuple(lines), tuple(expects), self._meta(meta))
+        return ast.Example(_unescape(str(name)), patient, encounter, tuple(lines), tuple(expects), self._meta(meta),
+                           tuple(named))
 
     @v_args(inline=False)
     def start(self, items):

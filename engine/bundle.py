@@ -44,7 +44,8 @@ class BundleError(Exception):
 # ---- tagged JSON for IR ----------------------------------------------------------------------------
 
 _CLASSES = {c.__name__: c for c in (ir.Const, ir.Field, ir.KnowledgeField, ir.Param, ir.Call, ir.Op, ir.Lookup,
-                                    ir.Template, ir.Basis, ir.ExampleLine, ir.Example, ir.Rule, ast.Span)}
+                                    ir.Template, ir.Basis, ir.ExampleLine, ir.Example, ir.Rule, ir.Window,
+                                    ir.WindowValue, ast.Span)}
 
 
 def encode(v):
@@ -177,6 +178,7 @@ def write_bundle(plan: Plan, out: str | Path) -> dict:
                     cols[c.name + suffix] = arr
             _write_ipc(pa.table(cols), tmp / "knowledge" / f"{t.name}.arrow")
             tables.append({"name": t.name, "path": Path(t.path).name, "key": t.key, "match": t.match, "rows": len(t),
+                           "partner": [t.partner, t.partner_match],
                            "columns": [[c.name, c.type, c.unit, c.role] for c in t.columns.values()],
                            "source_sha256": _sha256(Path(t.path)) if Path(t.path).exists() else None})
         plan_doc = {"rules": [encode(r) for r in rs.rules], "families": families}
@@ -287,8 +289,10 @@ def _load_table(path: Path, meta: dict) -> KnowledgeTable:
         data = {c.name: _from_arrow_column(table, c.name, _type_of_column(c)) for c in columns}
         names = list(data)
         return [dict(zip(names, vals)) for vals in zip(*data.values())] if names else []
-    return KnowledgeTable(meta["name"], meta["path"], columns, meta["key"], meta["match"], None,
-                          table.column("#file_row").to_numpy().tolist(), load_rows=rows, n_rows=table.num_rows)
+    loaded = KnowledgeTable(meta["name"], meta["path"], columns, meta["key"], meta["match"], None,
+                            table.column("#file_row").to_numpy().tolist(), load_rows=rows, n_rows=table.num_rows)
+    partner, partner_match = meta.get("partner") or (None, None)
+    return loaded.with_partner(partner, partner_match) if partner else loaded
 
 
 class _ArrowValues(Mapping):

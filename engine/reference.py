@@ -12,17 +12,19 @@ from claimaudit.dsl.ruleset import Ruleset
 from claimaudit.dsl.schema import DERIVED_FIELDS
 from claimaudit.dsl.units import Quantity
 
-from .findings import INSUFFICIENT, ROLE_VIOLATING, VIOLATION, Finding, KnowledgePoint, finding_id
+from .findings import INSUFFICIENT, ROLE_INVOLVED, ROLE_VIOLATING, VIOLATION, Finding, KnowledgePoint, finding_id
 from .values import Unknown, derive, format_money, format_value, is_unknown, round_money, service_date
+from .window import LineSet, lookup_points, window_values
 
 
 class Env:
     """What an expression sees: the line (with its encounter and patient) and the knowledge row."""
 
-    __slots__ = ("line", "row", "derived")
+    __slots__ = ("line", "row", "derived", "window", "involved")
 
     def __init__(self, line: dict, row: dict | None):
         self.line, self.row, self.derived = line, row, {}
+        self.window, self.involved = None, ()  # a cross-line rule's window values and involved lines
 
     def field(self, name: str):
         if name in self.derived:
@@ -48,6 +50,11 @@ def evaluate(expr, env: Env):
         return Unknown(f"knowledge column {expr.column} is empty") if v is None else v
     if isinstance(expr, ir.Call):
         return _call(expr, env)
+    if isinstance(expr, ir.WindowValue):
+        w = env.window
+        if w is None:
+            return Unknown("the rule's window was not computed")
+        return w if is_unknown(w) else w[expr.name]
     op = expr.op
     if op == "and":
         return _and([evaluate(a, env) for a in expr.args])
@@ -209,6 +216,8 @@ def expr_text(expr, env: Env | None = None, binding: str = "k") -> str:
         return format_value(evaluate(expr, env)) if env else f"{binding}.{expr.column}"
     if isinstance(expr, ir.Call):
         return f"{expr.func}({', '.join(expr_text(a, env, binding) for a in expr.args)})"
+    if isinstance(expr, ir.WindowValue):
+        return format_value(evaluate(expr, env)) if env else f"w.{expr.name}"
     if expr.op == "neg":
         return "−" + expr_text(expr.args[0], env, binding)
     if expr.op in _OP_TEXT:
@@ -225,7 +234,7 @@ def expr_text(expr, env: Env | None = None, binding: str = "k") -> str:
 class RuleFacts:
     """What rendering a finding needs about a rule, worked out once per rule."""
 
-    __slots__ = ("evidence_fields", "knowledge_columns", "amount_names")
+    __slots__ = ("evidence_fields", "knowledge_columns", "amount_names", "window_values")
 
     def __init__(self, rule: ir.Rule):
         # evidence is shown to prescribers and in reports; keep the person id out of it
@@ -236,12 +245,20 @@ class RuleFacts:
                 cols.append(node.column)
         self.knowledge_columns = tuple(cols)
         self.amount_names = expr_text(rule.amount)
+        parts = [p for p in rule.message.parts if not isinstance(p, str)]
+        names = []
+        for node in (n for e in (rule.scope, rule.condition, rule.amount, *parts) if e is not None for n in ir.walk(e)):
+            if isinstance(node, ir.WindowValue) and node.name != "partner" and node.name not in names:
+                names.append(node.name)
+        self.window_values = tuple(names)
 
 
 def _evidence(facts: RuleFacts, env: Env) -> tuple:
     out = [(name, format_value(env.field(name))) for name in facts.evidence_fields]
     if env.row is not None:
         out.extend((f"k.{c}", format_value(env.row.get(c))) for c in facts.knowledge_columns)
+    if facts.window_values and isinstance(env.window, dict):
+        out.extend((f"w.{n}", format_value(env.window[n])) for n in facts.window_values)
     return tuple(out)
 
 
@@ -250,6 +267,9 @@ def _render(template: ir.Template, env: Env, extra: dict) -> str:
     for part in template.parts:
         if isinstance(part, str):
             out.append(part)
+        elif isinstance(part, ir.Field) and part.name == "@involved":
+            out.append("、".join(f"【{m.get('hilist_name') or m.get('med_list_codg') or m.get('feedetl_sn')}】"
+                                for m in env.involved))
         elif isinstance(part, ir.Field) and part.name.startswith("@"):
             out.append(extra.get(part.name[1:], ""))
         else:
@@ -275,6 +295,8 @@ class ReferenceEngine:
                            and (wanted_codes is None or r.code in wanted_codes))
         self._facts: dict[int, tuple] = {}
         self._point_cache: dict = {}
+        self.lineset: LineSet | None = None  # what cross-line rules see; set by run() or use_lines()
+        self.has_windows = any(r.window is not None for r in self.rules)
 
     def facts(self, rule: ir.Rule) -> RuleFacts:
         got = self._facts.get(id(rule))
@@ -283,9 +305,19 @@ class ReferenceEngine:
             self._facts[id(rule)] = got
         return got[1]
 
-    def run(self, lines: Iterable[dict]) -> Iterator[Finding]:
+    def use_lines(self, lines: list) -> None:
+        """The lines cross-line rules look at (history included)."""
+        self.lineset = LineSet(lines)
+
+    def run(self, lines: Iterable[dict], current=None) -> Iterator[Finding]:
+        """Findings on every line (or on the lines ``current(line)`` accepts: history lines sent with a
+        prescription are looked at, never flagged)."""
+        if self.has_windows:
+            lines = list(lines)
+            self.use_lines(lines)
         for line in lines:
-            yield from self.evaluate_line(line)
+            if current is None or current(line):
+                yield from self.evaluate_line(line)
 
     def evaluate_line(self, line: dict) -> list[Finding]:
         out = []
@@ -301,7 +333,7 @@ class ReferenceEngine:
             key = evaluate(rule.lookup.key, Env(line, None))
             if is_unknown(key):
                 return [self._finding(rule, Env(line, None), None, key)]
-            points = table.matches(key)
+            points = lookup_points(table, rule.lookup.side, key)
         out = []
         for i in points:
             out.extend(self._evaluate_point(rule, line, table, i))
@@ -311,7 +343,7 @@ class ReferenceEngine:
         """One knowledge point on one line. The effective window (the rule's dates narrowed by the
         knowledge row's) is judged only when scope and condition do not already rule the line out, so an
         undated line is "insufficient data" only for the rules that concern it."""
-        env = Env(line, table.rows[i] if table is not None else None)
+        env = self.env(rule, line, table, i)
         point = (table, i) if table is not None else None
         start, end = effective_window(rule, table, i)
         day = service_date(line) if (start or end) else None
@@ -334,14 +366,26 @@ class ReferenceEngine:
             unknown = day
         return [self._finding(rule, env, point, unknown)]
 
+    def env(self, rule: ir.Rule, line: dict, table, i) -> Env:
+        env = Env(line, table.rows[i] if table is not None else None)
+        if rule.window is not None:
+            if self.lineset is None:
+                raise RuntimeError("a cross-line rule needs the lines it may look at: call use_lines() first")
+            got = window_values(rule, table, i, env, self.lineset, evaluate)
+            if is_unknown(got):
+                env.window = got
+            else:
+                env.window, env.involved = got
+        return env
+
     def render_hit(self, rule: ir.Rule, line: dict, point: int, outcome: str) -> Finding:
         """The finding a compiled executor decided on (knowledge row ``point``, -1 for none). A violation
         needs no reason and is rendered straight from its knowledge row; insufficient data is re-evaluated
         here for its exact reason, which also checks that the executor and the reference agree."""
         table = self.ruleset.tables[rule.lookup.table] if rule.lookup else None
         if outcome == VIOLATION and (point >= 0 or table is None):
-            row = table.rows[point] if table is not None else None
-            return self._finding(rule, Env(line, row), (table, point) if table is not None else None, None)
+            env = self.env(rule, line, table, point if table is not None else None)
+            return self._finding(rule, env, (table, point) if table is not None else None, None)
         if point < 0 and table is not None:  # the lookup key itself was unknown
             found = self.evaluate_rule(rule, line)
         else:
@@ -387,7 +431,7 @@ class ReferenceEngine:
             med_list_codg=line.get("med_list_codg"), service_date=None if is_unknown(day) else day.isoformat(),
             knowledge=kp, evidence=_evidence(facts, env), amount=amount, amount_formula=formula,
             reason=unknown.reason if unknown is not None else None,
-            lines=((line_id, ROLE_VIOLATING),),
+            lines=((line_id, ROLE_VIOLATING),) + tuple((str(m.get("feedetl_sn")), ROLE_INVOLVED) for m in env.involved),
             rule_location=f"{rule.span.file}:{rule.span.line}" if rule.span else "")
 
 

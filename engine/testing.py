@@ -47,15 +47,21 @@ class TestReport:
 def example_lines(example: ir.Example) -> list[dict]:
     """Claim lines of an example. Defaults keep examples short; each is documented in the README:
     line id = the label, fee_ocur_time = the encounter's begntime, det_item_fee_sumamt = cnt × pric,
-    inscp_scp_amt = det_item_fee_sumamt."""
+    inscp_scp_amt = det_item_fee_sumamt; a line ``at E2`` takes the named encounter E2 (whose mdtrt_id is
+    E2 unless given, other fields as the default encounter unless given)."""
     from claimaudit.dsl.schema import CLAIM_FIELDS
     base = {name: None for name in CLAIM_FIELDS}
     base.update({"mdtrt_id": EXAMPLE_ENCOUNTER_ID, "psn_no": EXAMPLE_PERSON_ID})
     base.update(dict(example.patient))
     base.update(dict(example.encounter))
+    encounters = {}
+    for label, fields in example.encounters:  # a named encounter starts from the default one
+        enc = dict(base, mdtrt_id=label)
+        enc.update(dict(fields))
+        encounters[label] = enc
     lines = []
     for ex_line in example.lines:
-        line = dict(base)
+        line = dict(encounters[ex_line.encounter] if ex_line.encounter else base)
         line["feedetl_sn"] = ex_line.label
         line.update(dict(ex_line.fields))
         if line["fee_ocur_time"] is None:
