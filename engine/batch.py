@@ -18,6 +18,7 @@ from . import fused
 from . import kernels as kernel_registry
 from .columns import EPOCH, LineColumns
 from .findings import INSUFFICIENT, VIOLATION, Finding
+from .history import CrossLineRule, TotalOrder
 from .plan import MATCH_ALL, Family, Plan
 from .reference import ReferenceEngine, effective_window
 from .vector import FamilyEvaluator, NotVectorizable, ParamColumns, V
@@ -63,11 +64,22 @@ class _FamilyIndex:
     distinct line codes of a batch are matched in a few vectorised lookups per length."""
 
     def __init__(self, fam: Family, active: np.ndarray):
-        self.match = fam.match
+        self._build(fam.match, ((r, key) for r, key in enumerate(fam.keys) if active[r] and key is not None))
+
+    @classmethod
+    def of_keys(cls, match: str, keyed) -> "_FamilyIndex":
+        """An index over (row, key) pairs, e.g. a pair table's partner column (several keys per row)."""
+        index = cls.__new__(cls)
+        index._build(match, keyed)
+        return index
+
+    def _build(self, match: str, keyed) -> None:
+        self.match = match
         by_length: dict = {}
-        for r, key in enumerate(fam.keys):
-            if active[r] and key is not None:
-                by_length.setdefault(len(key) if fam.match == "prefix" else None, {}).setdefault(key, []).append(r)
+        for r, key in keyed:
+            rows = by_length.setdefault(len(key) if match == "prefix" else None, {}).setdefault(key, [])
+            if r not in rows:
+                rows.append(r)
         self.groups = []  # (length or None, keys as Arrow array, CSR offsets, rows)
         for length, rows_by_key in sorted(by_length.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
             keys = list(rows_by_key)
@@ -115,7 +127,14 @@ class BatchEngine:
         active_rules = {id(r) for r in self.reference.rules}
         self.rule_active = np.array([id(r) in active_rules for r in self.ruleset.rules], bool)
         self.rules = self.reference.rules
-        self._prepared = [self._prepare(f) for f in plan.families]
+        rules = self.ruleset.rules
+        cross = [f for f in plan.families if len(f.rules) == 1 and rules[f.rules[0]].window is not None]
+        self._prepared = [self._prepare(f) for f in plan.families if f not in cross]
+        self.cross_rules = [CrossLineRule(self, f.rules[0], prep) for f in cross
+                            if (prep := self._prepare(f))["active"].any()]
+        self.kernel_name = kernels
+        self._collected: list = []  # per batch: the lines cross-line rules may look at (table rows)
+        self._cross: tuple | None = None  # (table rows, their typed columns) after the last batch
         self.fused_fallbacks: list = []  # (family id, reason) evaluated by numpy because the VM cannot
 
     def _prepare(self, fam: Family):
@@ -143,17 +162,20 @@ class BatchEngine:
     def run_table(self, table: pa.Table, batch_rows: int = 1 << 20) -> tuple[Hits, "LineColumns | BatchedLines"]:
         """Audit a table of claim lines, ``batch_rows`` lines at a time: line-level families carry no state
         between lines, and batches keep the per-line temporaries (and so peak memory) bounded."""
+        self._collected, self._cross = [], None
         if table.num_rows <= batch_rows:
-            return self._run_batch(table)
+            hits, lines = self._run_batch(table, 0)
+            return self._resolve_cross_lines(table, hits, lines), lines
         parts, batches = [], []
         for start in range(0, table.num_rows, batch_rows):
-            hits, lines = self._run_batch(table.slice(start, batch_rows))
+            hits, lines = self._run_batch(table.slice(start, batch_rows), start)
             hits.line += start
             parts.append(hits)
             batches.append((start, lines.bad, lines.bad_reason))
-        return Hits.concat(parts, ordered=True), BatchedLines(table, batches)  # batches follow line order
+        lines = BatchedLines(table, batches)
+        return self._resolve_cross_lines(table, Hits.concat(parts, ordered=True), lines), lines
 
-    def _run_batch(self, table: pa.Table) -> tuple[Hits, LineColumns]:
+    def _run_batch(self, table: pa.Table, start: int = 0) -> tuple[Hits, LineColumns]:
         lines = LineColumns(table)
         good = ~lines.bad
         cache: dict = {}
@@ -162,11 +184,44 @@ class BatchEngine:
             if not prep["active"].any():
                 continue
             parts.extend(self._run_family(prep, lines, good, cache))
+        if self.cross_rules:  # cross-line rules only collect here; they are decided after the last batch
+            wanted = np.zeros(lines.n, bool)
+            for rule in self.cross_rules:
+                wanted |= rule.candidates(lines, good, cache)
+            self._collected.append(start + np.flatnonzero(wanted & ~lines.bad))
         hits = Hits.concat(parts)
         late = lines.bad[hits.line]  # a column typed on first use may quarantine rows after a family ran
         if late.any():
             hits = Hits(*(getattr(hits, f)[~late] for f in ("line", "rule", "point", "outcome", "amount")))
         return hits, lines
+
+    def _resolve_cross_lines(self, table: pa.Table, hits: Hits, lines) -> Hits:
+        """Decide the cross-line rules over the lines every batch collected (engine/history.py)."""
+        if not self.cross_rules:
+            return hits
+        rows = np.concatenate(self._collected) if self._collected else np.zeros(0, np.int64)
+        if not rows.size:
+            return hits
+        sub = LineColumns(table.take(pa.array(rows, pa.int64())))
+        order, cache, parts = TotalOrder(sub), {}, [hits]
+        for rule in self.cross_rules:
+            for h in rule.resolve(sub, order, cache):
+                if h is not None and len(h):
+                    parts.append(h)
+        late = np.flatnonzero(sub.bad)  # a field only cross-line rules read may hold a value that does not read
+        for i in late:
+            g = int(rows[i])
+            if not lines.bad[g]:
+                lines.bad[g] = True
+                lines.bad_reason[g] = sub.bad_reason[int(i)]
+        for h in parts[1:]:
+            keep = ~sub.bad[h.line]
+            h.line, h.rule, h.point, h.outcome, h.amount = (rows[h.line[keep]], h.rule[keep], h.point[keep],
+                                                            h.outcome[keep], h.amount[keep])
+        self._cross = (rows, sub)
+        out = Hits.concat(parts)
+        drop = lines.bad[out.line]
+        return Hits(*(getattr(out, f)[~drop] for f in ("line", "rule", "point", "outcome", "amount"))) if drop.any() else out
 
     def _pairs(self, prep, lines: LineColumns, good: np.ndarray, cache: dict, probe: FamilyEvaluator):
         fam: Family = prep["fam"]
@@ -219,6 +274,9 @@ class BatchEngine:
             return self._evaluate_fused(prep, ev)
         except NotVectorizable as why:  # the numpy evaluator below (or, failing that, the reference)
             self.fused_fallbacks.append((prep["fam"].family_id, str(why)))
+        return self.evaluate_numpy(prep, ev, lines)
+
+    def evaluate_numpy(self, prep, ev: FamilyEvaluator, lines: LineColumns) -> Hits:
         fam: Family = prep["fam"]
         n = ev.n_pairs
         row = ev.pair_row
@@ -246,8 +304,7 @@ class BatchEngine:
         amounts = np.full(idx.size, np.nan)
         v_idx = np.flatnonzero(violation[idx])
         if v_idx.size:
-            sub = FamilyEvaluator(lines, prep["params"], ev.pair_line[idx[v_idx]], row[idx[v_idx]], self.kernels,
-                                  ev.line_cache)
+            sub = ev.subset(idx[v_idx])
             amount = sub.to_pair(sub.eval(fam.amount))
             if amount.dom == "const":
                 vals, known = np.full(v_idx.size, float(amount.val)), np.ones(v_idx.size, bool)
@@ -315,11 +372,30 @@ class BatchEngine:
         rows = lines.table.take(pa.array(np.unique(hits.line), pa.int64())).to_pylist() if len(hits) else []
         from claimaudit.connectors.claims import coerce_row
         by_line = {int(i): coerce_row(r)[0] for i, r in zip(np.unique(hits.line), rows)}
+        cross = {r.rule_index for r in self.cross_rules}
+        if cross and self._cross is not None and np.isin(hits.rule, list(cross)).any():
+            by_line.update(self._cross_line_dicts(hits, cross, coerce_row))
         for i in range(len(hits)):
             rule = self.ruleset.rules[int(hits.rule[i])]
             outcome = VIOLATION if hits.outcome[i] == OUTCOME_VIOLATION else INSUFFICIENT
             out.append(self.reference.render_hit(rule, by_line[int(hits.line[i])], int(hits.point[i]), outcome))
         return out
+
+    def _cross_line_dicts(self, hits: Hits, cross: set, coerce_row) -> dict:
+        """The collected lines of the patients with cross-line hits, as the reference's history: rendering
+        re-derives each window (its values, involved lines and any reason) with the reference's code."""
+        rows, sub = self._cross
+        hit_rows = np.unique(hits.line[np.isin(hits.rule, list(cross))])
+        psn = sub.table.column("psn_no") if "psn_no" in sub.table.column_names else None
+        pos = np.searchsorted(rows, hit_rows)  # collected rows are in table order
+        if psn is not None:
+            wanted = pc.is_in(psn, value_set=pc.unique(psn.take(pa.array(pos, pa.int64()))))
+            picked = np.flatnonzero(wanted.to_numpy(zero_copy_only=False) & ~sub.bad)
+        else:
+            picked = np.flatnonzero(~sub.bad)
+        dicts = [coerce_row(r)[0] for r in sub.table.take(pa.array(picked, pa.int64())).to_pylist()]
+        self.reference.use_lines(dicts)
+        return {int(rows[i]): d for i, d in zip(picked, dicts)}
 
 
 class BatchedLines:

@@ -70,11 +70,13 @@ def template_params(p: Planned) -> tuple:
 
 def _family_key(p: Planned) -> tuple:
     params = template_params(p)
+    # a cross-line rule is a family of its own (its window is not a parameter)
+    alone = p.rule_index if p.rule.window is not None else None
     if p.key is None:
-        return (None, MATCH_ALL, None, p.scope, p.condition, p.amount, params, p.rule.lookup)
+        return (None, MATCH_ALL, alone, p.scope, p.condition, p.amount, params, p.rule.lookup)
     key_expr = p.rule.lookup.key if p.rule.lookup else ir.Field(p.key.field, "text")
     # a table-driven rule is a family of its own: its rows are the table's rows
-    own = p.rule_index if p.key.table else None
+    own = p.rule_index if p.key.table or alone is not None else None
     return (key_expr, p.key.match, own, p.scope, p.condition, p.amount, params, None)
 
 
@@ -130,9 +132,21 @@ def explain(plan: Plan) -> str:
         lines.append(f"  amount:    {ir.show(fam.amount)}")
         if fam.params:
             lines.append(f"  params:    {', '.join(f'${n}:{t}' for n, t in fam.params)}")
+        w = rules[fam.rules[0]].window if len(fam.rules) == 1 else None
+        if w is not None:
+            lines.append(f"  window:    {describe_window(w)} (after all batches, over their candidate lines)")
         if fam.fallback_reason:
             lines.append(f"  fallback:  {fam.fallback_reason}")
     fallback = [f for f in plan.families if f.fallback_reason]
     lines.append(f"{len(fallback)} fallback family(ies) covering "
                  f"{sum(len(f.rules) for f in fallback)} rule(s): evaluated on every line")
     return "\n".join(lines)
+
+
+def describe_window(w: ir.Window) -> str:
+    rows = {None: "lines", "point": "same knowledge row"}.get(w.same[0] if w.same else None) if (
+        w.same is None or w.same[0] == "point") else f"same {w.same[-1]}"
+    what = {"window": f"{'all ' if w.whole else ''}{rows}", "pair": "pair partner", "requires": "required partner"}[w.kind]
+    scope = w.scope + (f" rolling {ir.show(w.rolling_days)} days" if w.rolling_days is not None else "")
+    extra = (" where " + ir.show(w.where) if w.where is not None else "") + (" unordered" if w.unordered else "")
+    return f"{w.kind}: {what} within {scope}{extra}"

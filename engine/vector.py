@@ -73,6 +73,10 @@ class FamilyEvaluator:
         self.n_pairs = len(self.pair_line)
         self.line_cache = line_cache  # shared across families of a batch
 
+    def subset(self, idx: np.ndarray) -> "FamilyEvaluator":
+        """The same evaluation over some of the pairs (e.g. the violations, for their amounts)."""
+        return type(self)(self.lines, self.params, self.pair_line[idx], self.pair_row[idx], self.k, self.line_cache)
+
     # ---- domains ----
     def to_pair(self, v: V) -> V:
         if v.dom in ("pair", "const"):
@@ -361,6 +365,13 @@ class FamilyEvaluator:
         if f == "days_between":
             a, b = self._align(*[x if x.kind == "day" else _sec_to_day(x) for x in args])
             return V("num", self._dom(a, b), (b.val - a.val).astype(np.float64), self.known(a) & self.known(b))
+        if f in ("min", "max") and all(x.kind == "num" for x in args):
+            a, b = self._align(*args)
+            dom = self._dom(a, b)
+            if dom == "const":
+                return V("num", "const", min(a.val, b.val) if f == "min" else max(a.val, b.val))
+            pick = np.minimum if f == "min" else np.maximum
+            return V("num", dom, pick(a.val, b.val), self.known(a) & self.known(b))
         raise NotVectorizable(f"function {f}")
 
     def diag_codes(self):
