@@ -256,7 +256,12 @@ class Screener:
     def _build(self) -> None:
         rules = self.ruleset.rules
         lengths = set()
+        self.cross_rules = []  # cross-line rules: decided with the reference's window code over the request
         for fam in self.plan.families:
+            if len(fam.rules) == 1 and rules[fam.rules[0]].window is not None:
+                if id(rules[fam.rules[0]]) in self._active:
+                    self.cross_rules.append(rules[fam.rules[0]])
+                continue
             scope = compile_expr(fam.scope) if fam.scope is not None else None
             condition = compile_expr(fam.condition)
             names = [n for n, _ in fam.params]
@@ -291,12 +296,19 @@ class Screener:
         return screen_response(findings, self.ruleset, self.executor_name, (time.perf_counter() - started) * 1e6)
 
     def screen_lines(self, lines: list, current=None, rule_ids=()) -> list[Finding]:
+        """Findings on the current lines; history lines (curr_drord_flag 0) are only looked at, and appear in
+        cross-line findings as involved lines (涉及项)."""
         out = []
         wanted = set(rule_ids) if rule_ids else None
+        cross = [r for r in self.cross_rules if wanted is None or r.code in wanted]
+        if cross:
+            self.reference.use_lines(lines)  # a request is small: its history is indexed per call
         for line in lines:
             if current is not None and line["feedetl_sn"] not in current:
                 continue
             out.extend(self._screen_line(line, wanted))
+            for rule in cross:
+                out.extend(self.reference.evaluate_rule(rule, line))
         return out
 
     def _candidates(self, line: dict) -> list:
