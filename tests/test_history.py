@@ -1,0 +1,237 @@
+"""Cross-line rules (window, pair, requires): the reference, batch (both kernel backends, any batch size),
+inline (with history lines) and a compiled bundle agree on every example of the history pack and on
+random patient histories; input order and batch boundaries never change a finding."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from claimaudit.dsl.ruleset import load_ruleset
+from claimaudit.dsl.schema import CLAIM_FIELDS
+from claimaudit.engine import kernels
+from claimaudit.engine.batch import BatchEngine
+from claimaudit.engine.bundle import load_bundle, write_bundle
+from claimaudit.engine.findings import INSUFFICIENT, ROLE_INVOLVED, VIOLATION
+from claimaudit.engine.inline import Screener
+from claimaudit.engine.kernels import window_twin
+from claimaudit.engine.plan import build_plan
+from claimaudit.engine.reference import ReferenceEngine
+from claimaudit.engine.testing import example_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK = ROOT / "rulesets" / "demo_history"
+BACKENDS = kernels.available()
+_ARROW = {"text": pa.string(), "number": pa.float64(), "date": pa.date32(), "datetime": pa.timestamp("s"),
+          "list": pa.list_(pa.string())}
+SCHEMA = pa.schema([(n, _ARROW[f.type]) for n, f in CLAIM_FIELDS.items()])
+
+
+@pytest.fixture(scope="module")
+def plan():
+    rs = load_ruleset(PACK)
+    assert rs.ok, rs.render_diagnostics()
+    return build_plan(rs)
+
+
+def keys(findings):
+    return sorted(f.key() for f in findings)
+
+
+def batch_keys(plan, lines, backend, batch_rows=1 << 20):
+    engine = BatchEngine(plan, kernels=backend)
+    hits, cols = engine.run_table(pa.Table.from_pylist(lines, schema=SCHEMA), batch_rows=batch_rows)
+    return keys(engine.findings(hits, cols))
+
+
+def assert_all_agree(plan, lines, batch_sizes=(1 << 20, 1, 3)):
+    want = keys(ReferenceEngine(plan.ruleset).run(lines))
+    for b in BACKENDS:
+        for size in batch_sizes:
+            got = batch_keys(plan, lines, b, size)
+            assert got == want, f"batch-{b} at {size} lines per batch differs: {set(got) ^ set(want)}"
+    got = keys(Screener(plan, stages=None).screen_lines(lines))
+    assert got == want, f"inline differs: {set(got) ^ set(want)}"
+    return want
+
+
+def test_every_history_example_agrees(plan):
+    total = 0
+    for rule in plan.ruleset.rules:
+        for example in rule.examples:
+            total += len(assert_all_agree(plan, example_lines(example)))
+    assert total >= 20
+
+
+def test_bundle_gives_the_same_findings(plan, tmp_path):
+    write_bundle(plan, tmp_path / "b")
+    loaded = load_bundle(tmp_path / "b")
+    for rule in plan.ruleset.rules:
+        for example in rule.examples:
+            lines = example_lines(example)
+            want = keys(ReferenceEngine(plan.ruleset).run(lines))
+            assert batch_keys(loaded, lines, BACKENDS[-1]) == want, rule.code
+            assert keys(Screener(loaded, stages=None).screen_lines(lines)) == want, rule.code
+
+
+# ---- random patient histories ------------------------------------------------------------------
+
+CODES = ["XB01ACA056B002020101763", "003107000010000", "003107000030000", "001101000020000", "250302001000000",
+         "XC10AAA010A001010101234", "XC10AAR100A001010105678", "XJ01FAK067A001010101111",
+         "XC10AAS060A001010102222", "T000100001", "T000200001", "T001200001", "C00201050010000000000000001",
+         "330803014000000", "XJ01DHM085B001010101234", "XJ01DDA060B001010101111", "C00301010010000000000000001",
+         "XA10BAE098A001010102233"]
+
+
+def history_lines(rng: random.Random, n: int, n_patients: int = 3) -> list[dict]:
+    base = {name: None for name in CLAIM_FIELDS}
+    out = []
+    encounters = {}
+    for i in range(n):
+        psn = f"P{rng.randrange(n_patients)}"
+        enc = f"{psn}-E{rng.randrange(3)}"
+        if enc not in encounters:
+            start = dt.datetime(2025, 1, 1) + dt.timedelta(days=rng.randrange(60), hours=rng.randrange(12))
+            encounters[enc] = dict(mdtrt_id=enc, begntime=start, endtime=start + dt.timedelta(days=rng.randrange(1, 9)),
+                                   med_type=rng.choice(["11", "21", "41"]), fixmedins_code=rng.choice(["H1", "H2"]))
+        e = encounters[enc]
+        code = rng.choice(CODES)
+        t = None if rng.random() < 0.05 else e["begntime"] + dt.timedelta(hours=rng.choice([0, 0, 3, 30, 200]))
+        line = dict(base, psn_no=psn, gend="1", brdy=dt.date(1960, 1, 1), feedetl_sn=f"L{i:03d}", **e,
+                    fee_ocur_time=t, med_list_codg=code, rxno=rng.choice(["R1", "R2", None]),
+                    list_type="102" if code.startswith("T") else "101", cnt=float(rng.choice([1, 2, 3])),
+                    pric=float(rng.choice([5, 60, 1200])), prd_days=rng.choice([None, 7.0, 30.0]))
+        line["det_item_fee_sumamt"] = line["cnt"] * line["pric"]
+        line["inscp_scp_amt"] = line["det_item_fee_sumamt"]
+        out.append(line)
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40))
+def test_random_histories_agree(plan, seed, n):
+    assert_all_agree(plan, history_lines(random.Random(seed), n), batch_sizes=(1 << 20, 7))
+
+
+def test_many_random_histories_agree_and_find_something(plan):
+    lines = history_lines(random.Random(7), 400, n_patients=12)
+    found = assert_all_agree(plan, lines, batch_sizes=(1 << 20, 1000, 13))
+    outcomes = {k[1] for k in found}
+    rules = {k[2] for k in found}
+    assert outcomes == {VIOLATION, INSUFFICIENT}
+    assert len(rules) >= 8, rules  # most cross-line rules fire on this data
+
+
+def test_input_order_does_not_matter(plan):
+    lines = history_lines(random.Random(11), 200, n_patients=5)
+    want = keys(ReferenceEngine(plan.ruleset).run(lines))
+    shuffled = list(lines)
+    random.Random(3).shuffle(shuffled)
+    for b in BACKENDS:
+        assert batch_keys(plan, shuffled, b, 17) == want
+    assert keys(ReferenceEngine(plan.ruleset).run(shuffled)) == want
+
+
+# ---- inline with history lines -----------------------------------------------------------------------
+
+
+def _order(code, name, when, current, rx_id, mdtrt="E2"):
+    return {"rx_id": rx_id, "rxno": "RX-" + mdtrt, "hilist_code": code, "hilist_name": name, "cnt": 1, "pric": 20,
+            "sumamt": 20, "drord_begn_date": when, "curr_drord_flag": current}
+
+
+def test_inline_flags_only_current_orders_and_cites_history_as_involved(plan):
+    request = {"patient_dtos": [{
+        "patn_id": "P-1", "gend": "1", "brdy": "1960-01-01",
+        "fsi_encounter_dtos": [
+            {"mdtrt_id": "E1", "medins_id": "H1", "med_type": "11", "adm_date": "2025-05-01 09:00:00",
+             "fsi_order_dtos": [_order("XJ01FAK067A001010101111", "克拉霉素片", "2025-05-01 09:00:00", "0", "H-1", "E1")]},
+            {"mdtrt_id": "E2", "medins_id": "H1", "med_type": "11", "adm_date": "2025-05-02 09:00:00",
+             "fsi_order_dtos": [_order("XC10AAS060A001010102222", "辛伐他汀片", "2025-05-02 09:00:00", "1", "C-1")]},
+        ]}]}
+    response = Screener(plan, stages=None).screen(request)
+    ddi = [r for r in response["result"] if r["rule_id"] == "DEMO_DDI"]
+    assert len(ddi) == 1
+    detail = {(d["rx_id"], d["vola_item_type"]) for d in ddi[0]["judge_result_detail_dtos"]}
+    assert detail == {("C-1", "1"), ("H-1", str(ROLE_INVOLVED))}
+    assert "克拉霉素片" in ddi[0]["vola_cont"] and "辛伐他汀片" in ddi[0]["vola_cont"]
+    # the history order alone is never flagged
+    request["patient_dtos"][0]["fsi_encounter_dtos"][1]["fsi_order_dtos"][0]["curr_drord_flag"] = "0"
+    assert Screener(plan, stages=None).screen(request)["result"] == []
+
+
+def test_inline_with_forty_history_lines_agrees_with_the_reference(plan):
+    lines = history_lines(random.Random(5), 50, n_patients=1)
+    current = {l["feedetl_sn"] for l in lines[-10:]}
+    want = keys(ReferenceEngine(plan.ruleset).run(lines, current=lambda l: l["feedetl_sn"] in current))
+    got = keys(Screener(plan, stages=None).screen_lines(lines, current))
+    assert got == want
+    assert all(k[3] in current for k in got)
+
+
+# ---- undatable lines, explanations --------------------------------------------------------------------
+
+
+def test_line_without_time_is_insufficient_and_left_out_of_windows(plan):
+    ex = plan.ruleset.rule("DEMO_DAILY_FREQ").examples[0]
+    lines = example_lines(ex)
+    lines[0]["fee_ocur_time"] = None
+    found = ReferenceEngine(plan.ruleset, rule_codes=["DEMO_DAILY_FREQ"]).run(lines)
+    outcomes = {(f.line_id, f.outcome) for f in found}
+    # L1 has no place in the day's order; L2 alone is within the limit
+    assert outcomes == {("L1", INSUFFICIENT)}
+    assert assert_all_agree(plan, lines)
+
+
+def test_finding_explains_window_values_and_involved_lines(plan):
+    ex = plan.ruleset.rule("DEMO_CYCLE").examples[0]
+    (f,) = [f for f in ReferenceEngine(plan.ruleset, rule_codes=["DEMO_CYCLE"]).run(example_lines(ex))
+            if f.outcome == VIOLATION]
+    assert dict(f.evidence)["w.count"] == "2"
+    assert f.lines == (("L2", 1), ("L1", 2))
+    assert f.knowledge.text == "糖化血红蛋白测定30天内限1次" and f.knowledge.table == "cycle_limit"
+
+
+# ---- range kernels: Cython and twin agree ---------------------------------------------------------------
+
+
+@pytest.mark.skipif("cython" not in BACKENDS, reason="compiled kernels not built")
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_range_kernels_cython_equals_twin(data):
+    from claimaudit.engine.kernels import _window
+    n = data.draw(st.integers(0, 30))
+    prev = np.array(data.draw(st.lists(st.integers(-1, n + 5), min_size=n, max_size=n)), np.int64)
+    q = data.draw(st.integers(0, 10))
+    lo = np.array(data.draw(st.lists(st.integers(0, n), min_size=q, max_size=q)), np.int64)
+    hi = np.array([data.draw(st.integers(a, n)) for a in lo], np.int64)
+    assert np.array_equal(_window.range_distinct(lo, hi, prev), window_twin.range_distinct(lo, hi, prev))
+    member = np.array(data.draw(st.lists(st.integers(0, 5), min_size=n, max_size=n)), np.int64)
+    query = np.array(data.draw(st.lists(st.integers(0, 5), min_size=q, max_size=q)), np.int64)
+    end = np.array(data.draw(st.lists(st.floats(-50, 50, allow_nan=False), min_size=n, max_size=n)), np.float64)
+    known = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool).view(np.uint8)
+    day = np.array(data.draw(st.lists(st.integers(-20, 20), min_size=q, max_size=q)), np.float64)
+    assert np.array_equal(_window.range_overlap(lo, hi, member, query, end, known, day),
+                          window_twin.range_overlap(lo, hi, member, query, end, known, day))
+
+
+def test_range_kernels_known_answers():
+    lo, hi = np.array([0, 1, 2], np.int64), np.array([4, 4, 2], np.int64)
+    prev = np.array([-1, 0, -1, 2], np.int64)  # values a a b b
+    for k in {window_twin, kernels_window()}:
+        assert list(k.range_distinct(lo, hi, prev)) == [2.0, 2.0, 0.0]
+        out = k.range_overlap(np.array([0], np.int64), np.array([3], np.int64), np.array([7, 8, 9], np.int64),
+                              np.array([9], np.int64), np.array([12.0, 15.0, 99.0]),
+                              np.array([1, 1, 1], np.uint8), np.array([10.0]))
+        assert list(out) == [5.0]  # 15 - 10 from line 8; line 9 is the line itself
+
+
+def kernels_window():
+    from claimaudit.engine.kernels import window
+    return window.backend()
