@@ -217,6 +217,11 @@ def load_lines(path: str | Path, rules) -> tuple[list[dict], list[QuarantinedRow
     path = Path(path)
     columns, records = read_records(path)
     check_columns(path, columns, rules)
+    return lines_from_records(records)
+
+
+def lines_from_records(records) -> tuple[list[dict], list[QuarantinedRow]]:
+    """Typed lines and the quarantined rows (numbered from 1 in ``records`` order)."""
     lines, quarantine = [], []
     for i, raw in enumerate(records, start=1):
         line, problem = coerce_row(raw)

@@ -1,0 +1,113 @@
+"""Before any rule runs: invalid lines are set aside and refunds are netted into the lines they refund.
+
+Both are explicit, never silent: every line that is not audited comes back as an ``ExcludedRow`` with
+its input row, the field that decided it and the reason, and goes to the quarantine file with the
+malformed rows.
+
+* ``vali_flag`` "0" marks an invalid line (作废): not audited.
+* A refund line (``init_feedetl_sn`` names another line) adds its quantity and amounts — negative —
+  to the line it refunds, and is not audited itself. A line refunded in full (net quantity ≤ 0) is not
+  audited either; a partly refunded line is audited with its net quantity and amounts. A refund whose
+  original is not in the input cannot be netted and is set aside with that reason.
+
+Every executor audits the netted table, so they agree on refunds by construction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+NETTED = ("cnt", "det_item_fee_sumamt", "inscp_scp_amt", "fulamt_ownpay_amt", "overlmt_amt")
+
+
+@dataclass(frozen=True)
+class ExcludedRow:
+    row: int  # 1-based input row
+    field: str
+    reason: str
+    feedetl_sn: str | None
+
+    def to_record(self) -> dict:
+        return {"row": self.row, "field": self.field, "reason": self.reason, "feedetl_sn": self.feedetl_sn}
+
+
+def net_table(table: pa.Table) -> tuple[pa.Table, np.ndarray, list[ExcludedRow]]:
+    """(the lines to audit, their 1-based input rows, the lines set aside with reasons)."""
+    n = table.num_rows
+    rows = np.arange(1, n + 1, dtype=np.int64)
+    names = set(table.column_names)
+    if n == 0 or not ({"vali_flag", "init_feedetl_sn"} & names) or "feedetl_sn" not in names:
+        return table, rows, []
+    sn = _text(table, "feedetl_sn")
+    keep = np.ones(n, bool)
+    excluded: dict[int, tuple[str, str]] = {}
+    if "vali_flag" in names:
+        invalid = np.array([v == "0" for v in _text(table, "vali_flag")], bool)
+        for i in np.flatnonzero(invalid):
+            excluded[int(i)] = ("vali_flag", "vali_flag = 0: an invalid (voided) line, not audited")
+        keep &= ~invalid
+    if "init_feedetl_sn" in names:
+        table = _net_refunds(table, sn, keep, excluded)
+    order = sorted(excluded)
+    out = [ExcludedRow(i + 1, excluded[i][0], excluded[i][1], sn[i]) for i in order]
+    mask = pa.array(keep)
+    return table.filter(mask), rows[keep], out
+
+
+def _net_refunds(table, sn: list, keep: np.ndarray, excluded: dict) -> pa.Table:
+    orig = _text(table, "init_feedetl_sn")
+    position = {s: i for i, s in enumerate(sn) if s is not None and keep[i]}
+    refunds = [i for i, o in enumerate(orig) if keep[i] and o is not None and o != sn[i]]
+    if not refunds:
+        return table
+    numbers = {c: _numbers(table, c) for c in NETTED if c in table.column_names}
+    for i in refunds:
+        target = position.get(orig[i])
+        keep[i] = False
+        if target is None:
+            excluded[i] = ("init_feedetl_sn", f"refund of line {orig[i]}, which is not in this input: cannot be netted")
+            continue
+        excluded[i] = ("init_feedetl_sn", f"refund netted into line {orig[i]}")
+        readable = all(isinstance(v[target], (float, type(None))) and isinstance(v[i], (float, type(None)))
+                       for v in numbers.values())
+        if not readable:  # a cell that does not read: the row reader quarantines the line as it is
+            continue
+        for values in numbers.values():
+            if values[target] is not None:
+                values[target] = values[target] + (values[i] or 0.0)
+    cnt = numbers.get("cnt")
+    if cnt is not None:
+        for i in sorted({position[orig[r]] for r in refunds if orig[r] in position}):
+            if isinstance(cnt[i], float) and cnt[i] <= 1e-9:
+                keep[i] = False
+                excluded[i] = ("init_feedetl_sn", "refunded in full: net quantity is 0, not audited")
+    for c, values in numbers.items():
+        if pa.types.is_string(table.column(c).type) or pa.types.is_large_string(table.column(c).type):
+            column = pa.array([repr(v) if isinstance(v, float) else v for v in values], pa.string())
+        else:
+            column = pa.array(values, pa.float64())
+        table = table.set_column(table.column_names.index(c), c, column)
+    return table
+
+
+def _text(table: pa.Table, name: str) -> list:
+    values = table.column(name).to_pylist()
+    return [None if v is None or not str(v).strip() else str(v).strip() for v in values]
+
+
+def _numbers(table: pa.Table, name: str) -> list:
+    """A numeric column as floats; a cell that does not read stays as it was for the row reader to
+    quarantine (netting then leaves that line alone)."""
+    col = table.column(name)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+        return pc.cast(col, pa.float64()).to_pylist()
+    out = []
+    for v in col.to_pylist():
+        try:
+            out.append(None if v is None or not str(v).strip() else float(str(v).strip()))
+        except ValueError:
+            out.append(v)
+    return out
