@@ -126,7 +126,10 @@ def test(path, verbose):
               help="batch: compiled families over Arrow columns; reference: the rule-by-rule oracle.")
 def audit(rules_path, claims, out_path, quarantine_path, stages, executor):
     """Audit a batch of claim lines (Parquet or CSV, national field names) after settlement (事后)."""
-    from claimaudit.connectors.claims import ClaimsError, check_columns, load_lines, read_table
+    from dataclasses import replace
+
+    from claimaudit.connectors.claims import ClaimsError, check_columns, lines_from_records, read_table
+    from claimaudit.connectors.netting import net_table
     from claimaudit.connectors.sinks import SinkError, write_records
 
     plan = _load_plan_or_exit(rules_path)
@@ -134,20 +137,24 @@ def audit(rules_path, claims, out_path, quarantine_path, stages, executor):
     wanted = _stages(stages)
     started = time.perf_counter()
     try:
+        table = read_table(Path(claims))
         if executor == "reference":
             engine = ReferenceEngine(rs, stages=wanted)
-            lines, quarantined = load_lines(claims, engine.rules)
-            findings = list(engine.run(lines))
-            n_lines = len(lines)
         else:
             from .batch import BatchEngine
             engine = BatchEngine(plan, stages=wanted)
-            table = read_table(Path(claims))
-            check_columns(Path(claims), table.column_names, engine.rules)
+        check_columns(Path(claims), table.column_names, engine.rules)
+        table, input_rows, set_aside = net_table(table)  # invalid lines out, refunds netted
+        if executor == "reference":
+            lines, quarantined = lines_from_records(table.to_pylist())
+            findings = list(engine.run(lines))
+        else:
             hits, columns = engine.run_table(table)
             findings = engine.findings(hits, columns)
             quarantined = columns.quarantined()
-            n_lines = table.num_rows - len(quarantined)
+        n_lines = table.num_rows - len(quarantined)
+        quarantined = sorted([replace(q, row=int(input_rows[q.row - 1])) for q in quarantined] + set_aside,
+                             key=lambda q: q.row)
     except ClaimsError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_USAGE)
@@ -198,7 +205,8 @@ def _print_summary(rs, findings, n_lines, quarantined, elapsed, out, qpath):
               f"{sum(1 for f in findings if f.outcome == INSUFFICIENT)} insufficient-data outcome(s) -> {out}",
               markup=False)
     if quarantined:
-        con.print(f"{len(quarantined)} row(s) quarantined -> {qpath}", markup=False)
+        con.print(f"{len(quarantined)} row(s) quarantined (malformed, invalid or refund lines: not audited) "
+                  f"-> {qpath}", markup=False)
         for q in quarantined[:10]:
             con.print(f"  row {q.row}, field {q.field}: {q.reason}", markup=False)
         if len(quarantined) > 10:
@@ -276,6 +284,12 @@ def compile_(path, out_path):
                f"{manifest['parameter_rows']} parameter row(s), content {manifest['content_hash'][:16]} "
                f"({time.perf_counter() - started:.2f}s)")
 
+
+from .cli_kb import kb  # noqa: E402  (command groups kept in their own modules)
+from .cli_lint import lint  # noqa: E402
+
+main.add_command(kb)
+main.add_command(lint)
 
 if __name__ == "__main__":
     main()

@@ -20,11 +20,17 @@ from .window import LineSet, lookup_points, window_values
 class Env:
     """What an expression sees: the line (with its encounter and patient) and the knowledge row."""
 
-    __slots__ = ("line", "row", "derived", "window", "involved")
+    __slots__ = ("line", "row", "derived", "window", "involved", "window_fn")
 
     def __init__(self, line: dict, row: dict | None):
         self.line, self.row, self.derived = line, row, {}
-        self.window, self.involved = None, ()  # a cross-line rule's window values and involved lines
+        # a cross-line rule's window values and involved lines, computed on first use by window_fn
+        self.window, self.involved, self.window_fn = None, (), None
+
+    def window_values(self):
+        if self.window is None and self.window_fn is not None:
+            self.window_fn(self)
+        return self.window
 
     def field(self, name: str):
         if name in self.derived:
@@ -51,7 +57,7 @@ def evaluate(expr, env: Env):
     if isinstance(expr, ir.Call):
         return _call(expr, env)
     if isinstance(expr, ir.WindowValue):
-        w = env.window
+        w = env.window_values()
         if w is None:
             return Unknown("the rule's window was not computed")
         return w if is_unknown(w) else w[expr.name]
@@ -371,11 +377,15 @@ class ReferenceEngine:
         if rule.window is not None:
             if self.lineset is None:
                 raise RuntimeError("a cross-line rule needs the lines it may look at: call use_lines() first")
-            got = window_values(rule, table, i, env, self.lineset, evaluate)
-            if is_unknown(got):
-                env.window = got
-            else:
-                env.window, env.involved = got
+            lineset = self.lineset
+
+            def compute(e: Env) -> None:  # only when scope or condition first needs it
+                got = window_values(rule, table, i, e, lineset, evaluate)
+                if is_unknown(got):
+                    e.window = got
+                else:
+                    e.window, e.involved = got
+            env.window_fn = compute
         return env
 
     def render_hit(self, rule: ir.Rule, line: dict, point: int, outcome: str) -> Finding:
@@ -399,6 +409,8 @@ class ReferenceEngine:
 
     def _finding(self, rule: ir.Rule, env: Env, point, unknown: Unknown | None) -> Finding:
         line = env.line
+        if unknown is None:
+            env.window_values()  # involved lines and window evidence
         facts = self.facts(rule)
         kp = self._point_cache.get((id(rule), id(point[0]) if point else None, point[1] if point else None), _MISSING)
         if kp is _MISSING:  # knowledge points are immutable: describe each once

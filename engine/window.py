@@ -91,22 +91,69 @@ class LineSet:
             group.sort(key=order_key)
         self.by_patient = by_patient
         self._matches: dict = {}
+        self._groups: dict = {}  # (scope, id(line)) -> group or Unknown
+        self._orders: dict = {}  # id(line) -> order key
+        self._where: dict = {}  # (id(where), id(line)) -> bool
+        self._index: dict = {}  # scope -> group -> lines; ("rows", table, side) -> row -> lines
+
+    def in_group(self, scope: str, group) -> list:
+        """Lines of a group, in total order (built once per scope)."""
+        index = self._index.get(scope)
+        if index is None:
+            index = self._index[scope] = {}
+            for lines in self.by_patient.values():
+                for m in lines:
+                    index.setdefault(self.group(scope, m), []).append(m)
+        return index.get(group, [])
+
+    def matching(self, table, side: str, key_expr, point: int, evaluate) -> list:
+        """Lines whose key matches row ``point`` on ``side``, in total order (built once per table side)."""
+        k = ("rows", id(table), side)
+        index = self._index.get(k)
+        if index is None:
+            index = self._index[k] = {}
+            for lines in self.by_patient.values():
+                for m in lines:
+                    for r in self.matches(table, side, key_expr, m, evaluate):
+                        index.setdefault(r, []).append(m)
+        return index.get(point, [])
+
+    def group(self, scope: str, line: dict):
+        k = (scope, id(line))
+        g = self._groups.get(k)
+        if g is None:
+            g = self._groups[k] = group_of(scope, line)
+        return g
+
+    def order(self, line: dict) -> tuple:
+        k = self._orders.get(id(line))
+        if k is None:
+            k = self._orders[id(line)] = order_key(line)
+        return k
+
+    def where(self, where, line: dict, evaluate) -> bool:
+        if where is None:
+            return True
+        k = (id(where), id(line))
+        v = self._where.get(k)
+        if v is None:
+            from .reference import Env
+            v = self._where[k] = evaluate(where, Env(line, None)) is True
+        return v
 
     def matches(self, table, side: str, key_expr, line: dict, evaluate) -> tuple:
         """Rows of ``table`` whose ``side`` column matches the line's key (cached per line)."""
         ck = (id(table), side, id(line))
         got = self._matches.get(ck)
         if got is None:
-            from .reference import Env
-            key = evaluate(key_expr, Env(line, None))
-            got = () if is_unknown(key) else tuple(lookup_points(table, side, key))
+            if isinstance(key_expr, ir.Field) and key_expr.name in line:  # the usual key: a code field
+                key = line[key_expr.name]
+            else:
+                from .reference import Env
+                key = evaluate(key_expr, Env(line, None))
+            got = () if key is None or is_unknown(key) else tuple(lookup_points(table, side, key))
             self._matches[ck] = got
         return got
-
-    def candidates(self, scope: str, line: dict) -> list:
-        """Lines of the patient's history (all patients' for encounter / prescription scopes without a
-        person id are impossible: encounters belong to one patient)."""
-        return self.by_patient.get(line.get("psn_no"), [])
 
 
 def lookup_points(table, side: str, key) -> list:
@@ -138,22 +185,28 @@ def window_values(rule: ir.Rule, table, point: int | None, env, lineset: LineSet
         rolling = _rolling_days(rule, env, evaluate)
         if is_unknown(rolling):
             return rolling
-    me = order_key(line)
+    me = lineset.order(line)
     day = service_date(line)
+    scope = w.scope
     if w.kind == "window":
         same = _same_value(rule, table, point, env, lineset, evaluate)
         if is_unknown(same):
             return same
-        members = [m for m in lineset.candidates(w.scope, line)
-                   if _in_group(w.scope, m, group) and _within(m, me, day, rolling, whole=w.whole, strict=False)
-                   and _same(rule, table, same, m, lineset, evaluate) and _where(w.where, m, evaluate)]
+        if w.same == ("point",):  # only lines of the same knowledge row can count
+            pool = [m for m in lineset.matching(table, rule.lookup.side, rule.lookup.key, point, evaluate)
+                    if lineset.group(scope, m) == group]
+        else:
+            pool = lineset.in_group(scope, group)
+        members = [m for m in pool
+                   if _within(lineset, m, me, day, rolling, w.whole, False)
+                   and _same(rule, table, same, m, lineset, evaluate) and lineset.where(w.where, m, evaluate)]
         return _aggregates(members, line, me, day)
     sides = _partner_sides(rule, table, point, line, lineset, evaluate)
     strict = w.looks_back or w.unordered
-    partners = [m for m in lineset.candidates(w.scope, line)
-                if m is not line and _in_group(w.scope, m, group)
-                and _within(m, me, day, rolling, whole=not strict, strict=strict)
-                and any(point in lineset.matches(table, s, rule.lookup.key, m, evaluate) for s in sides)]
+    pool = {id(m): m for s in sides for m in lineset.matching(table, s, rule.lookup.key, point, evaluate)}
+    partners = sorted((m for m in pool.values()
+                       if m is not line and lineset.group(scope, m) == group
+                       and _within(lineset, m, me, day, rolling, not strict, strict)), key=lineset.order)
     return {"partner": bool(partners)}, (tuple(partners) if w.kind == "pair" else ())
 
 
@@ -169,14 +222,9 @@ def _partner_sides(rule, table, point, line, lineset, evaluate) -> tuple:
     return ("partner", "key") if on_key and on_partner else (("partner",) if on_key else ("key",))
 
 
-def _in_group(scope: str, m: dict, group) -> bool:
-    g = group_of(scope, m)
-    return not is_unknown(g) and g == group
-
-
-def _within(m: dict, me: tuple, day, rolling, whole: bool, strict: bool) -> bool:
+def _within(lineset: LineSet, m: dict, me: tuple, day, rolling, whole: bool, strict: bool) -> bool:
     if not whole:
-        k = order_key(m)
+        k = lineset.order(m)
         if k > me or (strict and k == me):
             return False
     if rolling is not None and (day - service_date(m)).days >= rolling:
@@ -205,13 +253,6 @@ def _same(rule, table, value, m: dict, lineset: LineSet, evaluate) -> bool:
     if same[0] == "point":
         return value in rows
     return any(table.rows[r].get(same[1]) == value for r in rows)
-
-
-def _where(where, m: dict, evaluate) -> bool:
-    if where is None:
-        return True
-    from .reference import Env
-    return evaluate(where, Env(m, None)) is True
 
 
 def _sum(members, name: str):

@@ -1,0 +1,126 @@
+"""Benchmark: inline screening of a 10-line prescription sent with 40 history lines (事前/事中).
+
+Each request is one patient: 40 history lines over four earlier encounters in the last 60 days
+(``curr_drord_flag`` 0: looked at, never flagged) and 10 current lines. Codes are drawn from the
+ruleset's knowledge tables (both sides of pair tables), so cross-line rules have work to do. Reports,
+over R timed calls after warm-up (gc.freeze() as an embedding service would do after load):
+
+  engine_p50_us / engine_p99_us       Screener.screen_lines(typed lines, current ids): line-level and
+                                      cross-line rules, findings rendered
+  reference_p50_us / reference_p99_us the reference interpreter on the same lines
+
+The last line on stdout is one JSON object.
+
+Example:
+  python benches/bench_inline_history.py --rules rulesets/demo_history
+  python benches/bench_inline_history.py --rules benches/out/history_ruleset   # gen_history.py
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import platform
+import random
+import statistics
+import sys
+import time
+
+from claimaudit.dsl.schema import CLAIM_FIELDS
+from claimaudit.engine.inline import Screener
+from claimaudit.engine.reference import ReferenceEngine
+
+
+def knowledge_codes(ruleset) -> list[str]:
+    """Full-length codes whose prefixes are knowledge keys (pair partners included)."""
+    codes = []
+    for t in ruleset.tables.values():
+        for col in (t.key, t.partner):
+            if col is None:
+                continue
+            for row in t.rows[:2000]:
+                v = row.get(col)
+                for k in (v if isinstance(v, tuple) else (v,)):
+                    if k:
+                        codes.append(k + "0" * max(0, 23 - len(k)) if k.startswith("X") else k)
+    return codes or ["XA10BAE098A001010102233"]
+
+
+def request_lines(rng: random.Random, codes: list, n_history: int, n_current: int, i: int):
+    base = {name: None for name in CLAIM_FIELDS}
+    psn = f"P{i}"
+    today = dt.datetime(2025, 6, 30, 9, 0)
+    lines = []
+    for j in range(n_history + n_current):
+        current = j >= n_history
+        enc = 4 if current else j * 4 // max(n_history, 1)
+        when = today if current else today - dt.timedelta(days=60 - enc * 14, hours=-j)
+        code = rng.choice(codes)
+        line = dict(base, psn_no=psn, gend=rng.choice("12"), brdy=dt.date(1960, 1, 1), mdtrt_id=f"{psn}-E{enc}",
+                    med_type="11", fixmedins_code="H1", begntime=when, fee_ocur_time=when, feedetl_sn=f"{psn}-{j}",
+                    rxno=f"{psn}-RX{enc}", med_list_codg=code, hilist_name=code[:10],
+                    list_type="102" if code.startswith("T") else ("201" if code[0].isdigit() else "101"),
+                    cnt=1.0, pric=20.0, det_item_fee_sumamt=20.0, inscp_scp_amt=20.0, prd_days=7.0,
+                    dscg_maindiag_code="I10.x00")
+        lines.append(line)
+    current = {l["feedetl_sn"] for l in lines[n_history:]}
+    return lines, current
+
+
+def percentiles(samples):
+    s = sorted(samples)
+    return statistics.median(s), s[min(len(s) - 1, int(len(s) * 0.99))]
+
+
+def timed(fn, items, repeats):
+    out = []
+    for k in range(repeats):
+        lines, current = items[k % len(items)]
+        t0 = time.perf_counter()
+        fn(lines, current)
+        out.append((time.perf_counter() - t0) * 1e6)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rules", default="rulesets/demo_history", help="ruleset directory or compiled bundle")
+    ap.add_argument("--history", type=int, default=40, help="history lines per request (default 40)")
+    ap.add_argument("--lines", type=int, default=10, help="current lines per request (default 10)")
+    ap.add_argument("--requests", type=int, default=300, help="distinct requests (default 300)")
+    ap.add_argument("--repeats", type=int, default=5000, help="timed calls per measure (default 5000)")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    screener = Screener.from_path(args.rules, stages=None)
+    load_s = time.perf_counter() - t0
+    rng = random.Random(20261122)
+    codes = knowledge_codes(screener.ruleset)
+    items = [request_lines(rng, codes, args.history, args.lines, i) for i in range(args.requests)]
+    ref = ReferenceEngine(screener.ruleset)
+    findings = sum(len(screener.screen_lines(lines, cur)) for lines, cur in items)
+    for lines, cur in items:  # the executors agree on every request before anything is timed
+        a = sorted(f.key() for f in screener.screen_lines(lines, cur))
+        b = sorted(f.key() for f in ref.run(lines, current=lambda l, cur=cur: l["feedetl_sn"] in cur))
+        if a != b:
+            sys.exit(f"inline and reference disagree on request {lines[0]['psn_no']}")
+    gc.collect()
+    gc.freeze()
+    engine = timed(lambda lines, cur: screener.screen_lines(lines, cur), items, args.repeats)
+    reference = timed(lambda lines, cur: list(ref.run(lines, current=lambda l: l["feedetl_sn"] in cur)), items,
+                      max(args.repeats // 5, 200))
+    e50, e99 = percentiles(engine)
+    r50, r99 = percentiles(reference)
+    result = {"benchmark": "inline_history", "date": dt.date.today().isoformat(), "machine": platform.machine(),
+              "python": platform.python_version(), "rules": args.rules, "ruleset_rules": len(screener.ruleset.rules),
+              "history_lines": args.history, "current_lines": args.lines, "requests": args.requests,
+              "findings_per_request": round(findings / len(items), 2), "load_s": round(load_s, 3),
+              "engine_p50_us": round(e50, 1), "engine_p99_us": round(e99, 1),
+              "reference_p50_us": round(r50, 1), "reference_p99_us": round(r99, 1)}
+    print(f"load {load_s:.2f}s; {result['findings_per_request']} findings/request; engine p50 {e50:.0f} µs "
+          f"p99 {e99:.0f} µs; reference p50 {r50:.0f} µs p99 {r99:.0f} µs")
+    print(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
