@@ -42,6 +42,8 @@ class _Ctx:
         self.binding: str | None = None
         self.table: KnowledgeTable | None = None
         self.window_binding: str | None = None
+        self.settings: dict = {}  # a local profile's values for setting("name", default)
+        self.settings_used: dict = {}  # name -> (default, span)
         self.diags: list[Diagnostic] = []
 
     def error(self, code, message, span, hint=None):
@@ -174,6 +176,8 @@ def _lower_call(node: ast.Call, ctx: _Ctx):
         ctx.error("unknown_function", f"unknown function '{node.func}'", node.span, hint=_suggest(node.func, FUNCTIONS))
         return None
     params, result, _ = spec
+    if node.func == "setting":
+        return _lower_setting(node, ctx)
     if len(node.args) != len(params):
         ctx.error("wrong_arguments", f"{node.func}() takes {len(params)} argument(s), got {len(node.args)}", node.span)
         return None
@@ -201,6 +205,28 @@ def _lower_call(node: ast.Call, ctx: _Ctx):
             return None
         result = args[0].type if args[0].type != "null" else args[1].type
     return ir.Call(node.func, tuple(args), result, node.span)
+
+
+def _lower_setting(node: ast.Call, ctx: _Ctx):
+    """A threshold with its default; a local profile's [settings] value replaces it when the pack loads."""
+    args = [lower_expr(a, ctx) for a in node.args]
+    if len(args) != 2 or any(a is None for a in args) or not all(isinstance(a, ir.Const) for a in args) \
+            or args[0].type != "text":
+        ctx.error("wrong_arguments", 'setting() takes a name and a default value: setting("readmission_days", 15)',
+                  node.span)
+        return None
+    name, default = args[0].value, args[1]
+    ctx.settings_used.setdefault(name, (default.value, node.span))
+    if name not in ctx.settings:
+        return ir.Const(default.value, default.type, node.span)
+    value = ctx.settings[name]
+    if default.type == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return ir.Const(value, "number", node.span)
+    if default.type == "text" and isinstance(value, str):
+        return ir.Const(value, "text", node.span)
+    ctx.error("type_mismatch", f"the profile sets {name} to {value!r}, but the rule's default is a {default.type}",
+              node.span)
+    return None
 
 
 _ARITH = ("+", "-", "*", "/")
@@ -349,8 +375,12 @@ def _lower_placeholder(name: str, span: ast.Span, ctx: _Ctx):
 
 
 def check_rule(decl: ast.RuleDecl, tables: dict[str, KnowledgeTable | None], default_version: str,
+               settings: dict | None = None, settings_used: dict | None = None,
                ) -> tuple[ir.Rule | None, list[Diagnostic]]:
     ctx = _Ctx(tables)
+    ctx.settings = settings or {}
+    if settings_used is not None:
+        ctx.settings_used = settings_used
     seen: dict[str, ast.Attr] = {}
     for a in decl.attrs:
         if a.keyword in seen and a.keyword in _SINGLE:

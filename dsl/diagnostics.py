@@ -33,6 +33,7 @@ CODES = {
     "table_bad_value": "a knowledge table cell that cannot be read as its declared type",
     "bad_example": "an example that names an unknown field or line label, or has a wrong value type",
     "bad_metadata": "ruleset metadata that is unknown or given twice",
+    "bad_profile": "a local profile that does not read, or names a setting, rule or scope the pack lacks",
     "no_rules": "a path with no rule files",
 }
 

@@ -26,6 +26,8 @@ class Ruleset:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[str, list[str]] = field(default_factory=dict)
     files: tuple = ()
+    profile: object = None  # the local profile applied (dsl.profile.Profile), if any
+    settings_used: dict = field(default_factory=dict)  # setting name -> (default, span)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -48,13 +50,25 @@ def rule_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*.rules") if p.is_file())
 
 
-def load_ruleset(path: str | Path) -> Ruleset:
-    """Parse, load tables and check. Never raises for user mistakes; read ``.diagnostics``."""
+def load_ruleset(path: str | Path, profile: str | Path | None = None) -> Ruleset:
+    """Parse, load tables and check; with a local profile, its settings, rule overrides and exemptions
+    apply. Never raises for user mistakes; read ``.diagnostics``."""
+    prof, pdiags = (None, [])
+    if profile is not None:
+        from .profile import load_profile
+        prof, pdiags = load_profile(profile)
     with no_cyclic_gc():
-        return _load_ruleset(path)
+        rs = _load_ruleset(path, prof.settings if prof else None)
+    rs.diagnostics.extend(pdiags)
+    if prof is not None:
+        from .profile_apply import apply_profile
+        apply_profile(rs, prof)
+        if profile is not None:
+            rs.sources[str(profile)] = Path(profile).read_text(encoding="utf-8-sig").split("\n")
+    return rs
 
 
-def _load_ruleset(path: str | Path) -> Ruleset:
+def _load_ruleset(path: str | Path, settings: dict | None = None) -> Ruleset:
     path = Path(path)
     diags: list[Diagnostic] = []
     if not path.exists():
@@ -96,7 +110,7 @@ def _load_ruleset(path: str | Path) -> Ruleset:
             tables[t.name], table_spans[t.name] = table, t.span
             diags.extend(tdiags)
 
-    rules, codes = [], {}
+    rules, codes, settings_used = [], {}, {}
     for f in files:
         for decl in f.rules:
             if decl.code in codes:
@@ -104,9 +118,10 @@ def _load_ruleset(path: str | Path) -> Ruleset:
                                         hint=f"first used at {codes[decl.code]}"))
                 continue
             codes[decl.code] = decl.code_span
-            rule, rdiags = check_rule(decl, tables, version)
+            rule, rdiags = check_rule(decl, tables, version, settings, settings_used)
             diags.extend(rdiags)
             if rule is not None:
                 rules.append(rule)
     loaded = {k: v for k, v in tables.items() if v is not None}
-    return Ruleset(name, version, meta, loaded, tuple(rules), diags, sources, tuple(f.path for f in files))
+    return Ruleset(name, version, meta, loaded, tuple(rules), diags, sources, tuple(f.path for f in files),
+                   settings_used=settings_used)

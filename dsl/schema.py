@@ -94,6 +94,7 @@ FUNCTIONS: dict[str, tuple[tuple, str, str]] = {
     "abs": (("number",), "number", "absolute value"),
     "min": (("any", "any"), "same", "the smaller of two values"),
     "max": (("any", "any"), "same", "the larger of two values"),
+    "setting": (("text", "any"), "same", "a threshold a local profile may set: setting(\"name\", default)"),
 }
 
 # What a line needs to be identified at all; a row without it is quarantined.

@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from claimaudit.dsl.diagnostics import Diagnostic, render
 from claimaudit.dsl.ruleset import Ruleset, load_ruleset
 
 from .findings import FINDING_SCHEMA, INSUFFICIENT, VIOLATION, screen_response
@@ -32,21 +33,45 @@ def _console(err=False) -> Console:
     return con
 
 
-def _load_plan_or_exit(path: str):
-    """A compiled bundle, or a ruleset compiled now."""
+PROFILE_HELP = ("A local profile (TOML) beside the pack: settings, rule stages/severity/shadow mode, "
+                "exemptions. Findings record it.")
+
+
+def _load_plan_or_exit(path: str, profile: str | None = None):
+    """A compiled bundle, or a ruleset compiled now (with the local profile applied)."""
     from .bundle import BundleError, load_bundle, looks_like_bundle
     from .plan import build_plan
     if looks_like_bundle(path):
         try:
-            return load_bundle(path)
+            plan = load_bundle(path)
         except BundleError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_USAGE)
-    return build_plan(_load_or_exit(path))
+        if profile is not None:
+            _profile_on_bundle_or_exit(plan.ruleset, profile)
+        return plan
+    return build_plan(_load_or_exit(path, profile))
 
 
-def _load_or_exit(path: str) -> Ruleset:
-    rs = load_ruleset(path)
+def _profile_on_bundle_or_exit(rs: Ruleset, profile: str) -> None:
+    """A bundle's rules are compiled: a profile may mark findings and change stages or severities, but
+    its settings need the rule source."""
+    from claimaudit.dsl.profile import load_profile
+    from claimaudit.dsl.profile_apply import apply_profile
+    prof, diags = load_profile(profile)
+    if prof is not None and prof.settings:
+        diags.append(Diagnostic("bad_profile", f"{profile} sets {', '.join(sorted(prof.settings))}: settings are "
+                                "compiled into a bundle; use the rule pack (or compile with the profile)", None))
+    if prof is not None:
+        apply_profile(rs, prof)
+        diags += [d for d in rs.diagnostics if d.code == "bad_profile"]
+    if any(d.is_error for d in diags):
+        click.echo("\n".join(render(d, {}) for d in diags), err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _load_or_exit(path: str, profile: str | None = None) -> Ruleset:
+    rs = load_ruleset(path, profile)
     if rs.diagnostics:
         click.echo(rs.render_diagnostics(), err=True)
     if not rs.ok:
@@ -67,12 +92,13 @@ def main():
 
 @main.command()
 @click.argument("path", type=click.Path())
-def check(path):
+@click.option("--profile", "profile", type=click.Path(), help=PROFILE_HELP + " Checked against the pack.")
+def check(path, profile):
     """Check the rule files under PATH: syntax, fields, tables, types, units, dates, placeholders.
 
     Prints every problem with its code, file:line:col and a caret; exits 1 when there are errors.
     """
-    rs = load_ruleset(path)
+    rs = load_ruleset(path, profile)
     if rs.diagnostics:
         click.echo(rs.render_diagnostics())
     n_err = len(rs.errors)
@@ -124,7 +150,8 @@ def test(path, verbose):
               help="Only rules for these stages (事前, 事中, 事后).")
 @click.option("--executor", type=click.Choice(["batch", "reference"]), default="batch", show_default=True,
               help="batch: compiled families over Arrow columns; reference: the rule-by-rule oracle.")
-def audit(rules_path, claims, out_path, quarantine_path, stages, executor):
+@click.option("--profile", "profile", type=click.Path(), help=PROFILE_HELP)
+def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profile):
     """Audit a batch of claim lines (Parquet or CSV, national field names) after settlement (事后)."""
     from dataclasses import replace
 
@@ -132,7 +159,7 @@ def audit(rules_path, claims, out_path, quarantine_path, stages, executor):
     from claimaudit.connectors.netting import net_table
     from claimaudit.connectors.sinks import SinkError, write_records
 
-    plan = _load_plan_or_exit(rules_path)
+    plan = _load_plan_or_exit(rules_path, profile)
     rs = plan.ruleset
     wanted = _stages(stages)
     started = time.perf_counter()
@@ -204,6 +231,11 @@ def _print_summary(rs, findings, n_lines, quarantined, elapsed, out, qpath):
               f"{sum(1 for f in findings if f.outcome == VIOLATION)} finding(s), "
               f"{sum(1 for f in findings if f.outcome == INSUFFICIENT)} insufficient-data outcome(s) -> {out}",
               markup=False)
+    shadow = sum(1 for f in findings if f.shadow)
+    exempt = sum(1 for f in findings if f.exemption is not None)
+    if shadow or exempt:
+        con.print(f"profile {findings[0].profile}: {shadow} finding(s) in shadow mode, {exempt} exempted "
+                  "(kept in the findings file, marked)", markup=False)
     if quarantined:
         con.print(f"{len(quarantined)} row(s) quarantined (malformed, invalid or refund lines: not audited) "
                   f"-> {qpath}", markup=False)
@@ -221,7 +253,9 @@ def _print_summary(rs, findings, n_lines, quarantined, elapsed, out, qpath):
               help="Only rules for these stages.")
 @click.option("--executor", type=click.Choice(["inline", "reference"]), default="inline", show_default=True,
               help="inline: the compiled screener; reference: the rule-by-rule oracle.")
-def screen(rules_path, request, stages, executor):
+@click.option("--profile", "profile", type=click.Path(), help=PROFILE_HELP + " Shadow-mode and exempted findings "
+              "are listed apart, never in result[].")
+def screen(rules_path, request, stages, executor, profile):
     """Screen one prescription (a 3101-shaped JSON request; '-' reads stdin) before it is issued.
 
     Prints the response: result[] with one entry per finding (rule, message, severity, evidence,
@@ -231,7 +265,7 @@ def screen(rules_path, request, stages, executor):
 
     from .inline import Screener
 
-    plan = _load_plan_or_exit(rules_path)
+    plan = _load_plan_or_exit(rules_path, profile)
     wanted = _stages(stages)
     try:
         text = sys.stdin.read() if request == "-" else Path(request).read_text(encoding="utf-8-sig")

@@ -18,7 +18,9 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON document instead of text.")
 @click.option("--fail-on", type=click.Choice([ERROR, WARNING]), default=ERROR, show_default=True,
               help="Exit 1 when a finding of this severity or worse is found (warning: any finding).")
-def lint(path, as_json, fail_on):
+@click.option("--profile", "profile", type=click.Path(),
+              help="A local profile: its exemptions are checked against the pack (L007).")
+def lint(path, as_json, fail_on, profile):
     """Lint the rule pack under PATH: duplicate or contradicting knowledge rows, malformed national
     codes, rules that can never fire, rules without (flagged) examples.
 
@@ -27,7 +29,7 @@ def lint(path, as_json, fail_on):
     worse, 2 a bad path.
     """
     try:
-        report = lint_path(path)
+        report = lint_path(path, profile)
     except LintPathError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_USAGE)

@@ -47,6 +47,9 @@ class Finding:
     reason: str | None  # why the data was insufficient
     lines: tuple  # of (line_id, role)
     rule_location: str
+    profile: str | None = None  # the local profile in force
+    shadow: bool = False  # shadow mode: recorded, never shown to prescribers
+    exemption: str | None = None  # the exemption that covers it: reason (authority document)
 
     def key(self) -> tuple:
         """What executors must agree on (ids, outcome, amounts, message), independent of order."""
@@ -69,7 +72,8 @@ class Finding:
             "evidence": json.dumps(dict(self.evidence), ensure_ascii=False),
             "amount": self.amount, "amount_formula": self.amount_formula, "reason": self.reason,
             "involved_lines": json.dumps([{"feedetl_sn": i, "role": r} for i, r in self.lines], ensure_ascii=False),
-            "rule_location": self.rule_location,
+            "rule_location": self.rule_location, "profile": self.profile, "shadow": self.shadow,
+            "exemption": self.exemption,
         }
 
 
@@ -81,10 +85,15 @@ def finding_id(rule_code: str, point: str, line_id: str, mdtrt_id) -> str:
 
 def screen_response(findings: list, ruleset, executor: str, elapsed_us: float) -> dict:
     """The answer to a screening request: violations as 3101 ``result[]``, undecidable checks apart."""
+    shown = [f for f in findings if not f.shadow and f.exemption is None]
     return {
-        "result": [to_3101_result(f) for f in findings if f.outcome == VIOLATION],
+        "result": [to_3101_result(f) for f in shown if f.outcome == VIOLATION],
+        "shadow": [{"jr_id": f.finding_id, "rule_id": f.rule_code, "rx_id": f.line_id, "outcome": f.outcome}
+                   for f in findings if f.shadow],
+        "exempted": [{"jr_id": f.finding_id, "rule_id": f.rule_code, "rx_id": f.line_id, "exemption": f.exemption}
+                     for f in findings if f.exemption is not None and not f.shadow],
         "insufficient_data": [{"rule_id": f.rule_code, "rule_name": f.rule_name, "rx_id": f.line_id, "reason": f.reason}
-                              for f in findings if f.outcome == INSUFFICIENT],
+                              for f in shown if f.outcome == INSUFFICIENT],
         "ruleset": {"name": ruleset.name, "version": ruleset.version},
         "engine": {"executor": executor, "elapsed_us": round(elapsed_us, 1)},
     }
@@ -118,11 +127,11 @@ def to_3101_result(f: Finding) -> dict:
 def _schema():
     import pyarrow as pa
     s, i, f = pa.string(), pa.int64(), pa.float64()
-    types = {"knowledge_row": i, "amount": f}
+    types = {"knowledge_row": i, "amount": f, "shadow": pa.bool_()}
     names = ("finding_id outcome rule_code rule_name rule_class rule_version result_type severity message feedetl_sn "
              "mdtrt_id psn_no fixmedins_code bilg_dept_codg bilg_dr_codg med_list_codg service_date knowledge_table "
              "knowledge_key knowledge_row knowledge_id knowledge_text knowledge_source evidence amount amount_formula "
-             "reason involved_lines rule_location").split()
+             "reason involved_lines rule_location profile shadow exemption").split()
     return pa.schema([(n, types.get(n, s)) for n in names])
 
 

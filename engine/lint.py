@@ -127,14 +127,20 @@ def display_path(path: str) -> str:
 # ---- the whole pack ------------------------------------------------------------------------------
 
 
-def lint_path(path: str | Path) -> LintReport:
+def lint_path(path: str | Path, profile: str | Path | None = None) -> LintReport:
     path = Path(path)
     if not path.exists():
         raise LintPathError(f"'{path}' does not exist")
     if not rule_files(path):
         raise LintPathError(f"no .rules files under '{path}'")
-    rs = load_ruleset(path)
-    return LintReport(rs, lint_ruleset(rs))
+    if profile is not None and not Path(profile).exists():
+        raise LintPathError(f"profile '{profile}' does not exist")
+    rs = load_ruleset(path, profile)
+    findings = lint_ruleset(rs)
+    if rs.profile is not None:
+        exemptions = [e.as_lint_input(rs.profile.path) for e in rs.profile.exemptions]
+        findings = sorted(findings + lint_exemptions(exemptions, rs), key=LintFinding.sort_key)
+    return LintReport(rs, findings)
 
 
 def lint_ruleset(rs: Ruleset) -> list[LintFinding]:

@@ -14,6 +14,7 @@ from claimaudit.dsl.units import Quantity
 
 from .findings import INSUFFICIENT, ROLE_INVOLVED, ROLE_VIOLATING, VIOLATION, Finding, KnowledgePoint, finding_id
 from .values import Unknown, derive, format_money, format_value, is_unknown, round_money, service_date
+from .profiles import mark_with_profile
 from .window import LineSet, lookup_points, window_values
 
 
@@ -297,7 +298,7 @@ class ReferenceEngine:
         wanted_stages = set(stages) if stages else None
         wanted_codes = set(rule_codes) if rule_codes else None
         self.rules = tuple(r for r in ruleset.rules
-                           if (wanted_stages is None or r.stages & wanted_stages)
+                           if r.stages and (wanted_stages is None or r.stages & wanted_stages)
                            and (wanted_codes is None or r.code in wanted_codes))
         self._facts: dict[int, tuple] = {}
         self._point_cache: dict = {}
@@ -434,7 +435,7 @@ class ReferenceEngine:
                      "knowledge_text": (kp.text or "") if kp else "", "knowledge_source": (kp.source or "") if kp else ""}
             message = _render(rule.message, env, extra)
         day = service_date(line)
-        return Finding(
+        found = Finding(
             finding_id=fid, outcome=INSUFFICIENT if unknown is not None else VIOLATION,
             rule_code=rule.code, rule_name=rule.name, rule_class=rule.rule_class, rule_version=rule.version,
             result_type=rule.result_type, severity=rule.severity, message=message, line_id=line_id,
@@ -445,6 +446,8 @@ class ReferenceEngine:
             reason=unknown.reason if unknown is not None else None,
             lines=((line_id, ROLE_VIOLATING),) + tuple((str(m.get("feedetl_sn")), ROLE_INVOLVED) for m in env.involved),
             rule_location=f"{rule.span.file}:{rule.span.line}" if rule.span else "")
+        profile = self.ruleset.profile
+        return found if profile is None else mark_with_profile(found, profile)
 
 
 def effective_window(rule: ir.Rule, table, i) -> tuple:

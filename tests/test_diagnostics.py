@@ -251,8 +251,9 @@ def write_case(tmp_path: Path, case: Case) -> Path:
 
 
 def test_every_code_has_a_case():
-    assert set(CASES) == set(CODES), "every diagnostic code needs a case here (and no case for an unknown code)"
-    assert all(CASES[c] for c in CODES)
+    elsewhere = {"bad_profile"}  # profile files, not rule files: tests/test_profiles.py
+    assert set(CASES) | elsewhere == set(CODES), "every diagnostic code needs a case (and no case for an unknown code)"
+    assert all(CASES[c] for c in CODES if c not in elsewhere)
 
 
 @pytest.mark.parametrize("code, case", ALL_CASES)
