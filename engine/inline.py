@@ -25,6 +25,7 @@ from . import reference as ref
 from .findings import INSUFFICIENT, VIOLATION, Finding, screen_response
 from .plan import MATCH_ALL, Plan, build_plan
 from .values import Unknown, is_unknown, service_date
+from .window import lookup_points
 
 DEFAULT_STAGES = ("事前", "事中")
 # fields a finding shows besides what the rules read
@@ -308,6 +309,10 @@ class Screener:
                 continue
             out.extend(self._screen_line(line, wanted))
             for rule in cross:
+                lk = rule.lookup
+                if lk is not None and isinstance(lk.key, ir.Field) and line.get(lk.key.name) is not None and \
+                        not lookup_points(self.ruleset.tables[lk.table], lk.side, line[lk.key.name]):
+                    continue  # the line matches no knowledge row of this rule
                 out.extend(self.reference.evaluate_rule(rule, line))
         return out
 

@@ -151,16 +151,28 @@ class LineSet:
             else:
                 from .reference import Env
                 key = evaluate(key_expr, Env(line, None))
-            got = () if key is None or is_unknown(key) else tuple(lookup_points(table, side, key))
+            got = () if key is None or is_unknown(key) else lookup_points(table, side, key)
             self._matches[ck] = got
         return got
 
 
-def lookup_points(table, side: str, key) -> list:
-    """Rows a line's key matches on the ``side`` column of a table (key, partner, or either of them)."""
-    if side == "either":
-        return sorted(set(table.matches(key)) | set(table.partner_matches(key)))
-    return table.side_matches(side, key)
+_MEMO_LIMIT = 200_000
+
+
+def lookup_points(table, side: str, key) -> tuple:
+    """Rows a line's key matches on the ``side`` column of a table (key, partner, or either of them).
+    Remembered per table: codes repeat from request to request (knowledge tables never change)."""
+    memo = table.__dict__.setdefault("_points_memo", {})
+    got = memo.get((side, key))
+    if got is None:
+        if side == "either":
+            got = tuple(sorted(set(table.matches(key)) | set(table.partner_matches(key))))
+        else:
+            got = tuple(table.side_matches(side, key))
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[(side, key)] = got
+    return got
 
 
 def _rolling_days(rule: ir.Rule, env, evaluate):
