@@ -366,6 +366,11 @@ def _window(table: KnowledgeTable, row: dict):
     return (row.get(f) if f else None), (row.get(t) if t else None)
 
 
+# Columns of imported tables (kb import) that say which restriction a row states: rows differing in
+# them are different knowledge points even with the same code.
+KIND_COLUMNS = ("restriction", "per", "scope")
+
+
 def _lint_rows(table: KnowledgeTable, constraint: set[str] | None, unordered: bool = False) -> list[LintFinding]:
     """Rows are the same knowledge point when their key (and partner, for pair tables; in either order
     when rules match the pair unordered) is the same; for prefix keys, a row whose key starts with
@@ -398,6 +403,8 @@ def _lint_rows(table: KnowledgeTable, constraint: set[str] | None, unordered: bo
 
     def compare_pair(a, b, nested: bool):
         (na, ra), (nb, rb) = a, b
+        if any(ra.get(c) != rb.get(c) for c in KIND_COLUMNS if c in table.columns):
+            return  # e.g. a sex and an age restriction of one drug: two knowledge points, not a conflict
         if nb in reported or not windows_overlap(_window(table, ra), _window(table, rb)):
             return
         differ_all = [c.name for c in compare if ra.get(c.name) != rb.get(c.name)]

@@ -619,3 +619,18 @@ def test_every_lint_code_is_documented():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for code, (name, _) in CODES.items():
         assert f"`{code}`" in readme and name in readme, f"{code} {name} is not in the README"
+
+
+def test_rows_of_one_code_with_different_restriction_kinds_are_not_contradictions(tmp_path):
+    """An imported drug batch may restrict one drug by sex and by age: two knowledge points."""
+    (tmp_path / "t.csv").write_text("point_id,code,restriction,gend,max_age,text\n"
+                                    "P1,XG04CBF036,gend,1,,限男性\nP2,XG04CBF036,age,,17,儿童禁用\n"
+                                    "P3,XG04CAT021,gend,1,,限男性\nP4,XG04CAT021,gend,2,,限女性\n", encoding="utf-8")
+    (tmp_path / "r.rules").write_text(
+        'table t from "t.csv" {\n  key code text match prefix\n  column point_id text role id\n'
+        '  column restriction text\n  column gend text\n  column max_age number\n  column text text role text\n}\n'
+        'rule R1 "限性别" {\n  result 明确\n  lookup k = t[med_list_codg]\n'
+        '  when k.restriction == "gend" and gend != k.gend\n  message "m"\n}\n', encoding="utf-8")
+    from claimaudit.engine.lint import lint_path
+    found = [(f.code, f.row) for f in lint_path(tmp_path).findings if f.code == "L002"]
+    assert found == [("L002", 5)]  # only the real contradiction: XG04CAT021 both 男 and 女
