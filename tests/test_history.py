@@ -235,3 +235,13 @@ def test_range_kernels_known_answers():
 def kernels_window():
     from claimaudit.engine.kernels import window
     return window.backend()
+
+
+def test_line_without_patient_id_is_insufficient_for_history_rules(plan):
+    ex = plan.ruleset.rule("DEMO_CYCLE").examples[0]
+    lines = example_lines(ex)
+    lines[1]["psn_no"] = None
+    found = {(f.line_id, f.outcome, f.reason) for f in
+             ReferenceEngine(plan.ruleset, rule_codes=["DEMO_CYCLE"]).run(lines)}
+    assert found == {("L2", INSUFFICIENT, "psn_no (person) is missing")}
+    assert assert_all_agree(plan, lines)
