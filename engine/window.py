@@ -112,10 +112,21 @@ class LineSet:
         index = self._index.get(k)
         if index is None:
             index = self._index[k] = {}
-            for lines in self.by_patient.values():
-                for m in lines:
-                    for r in self.matches(table, side, key_expr, m, evaluate):
-                        index.setdefault(r, []).append(m)
+            if isinstance(key_expr, ir.Field):  # the usual key, a code field: look each distinct code up once
+                by_code: dict = {}
+                for lines in self.by_patient.values():
+                    for m in lines:
+                        by_code.setdefault(m.get(key_expr.name), []).append(m)
+                for code, lines in by_code.items():
+                    for r in (lookup_points(table, side, code) if code is not None else ()):
+                        index.setdefault(r, []).extend(lines)
+                for r, lines in index.items():
+                    lines.sort(key=self.order)
+            else:
+                for lines in self.by_patient.values():
+                    for m in lines:
+                        for r in self.matches(table, side, key_expr, m, evaluate):
+                            index.setdefault(r, []).append(m)
         return index.get(point, [])
 
     def group(self, scope: str, line: dict):
