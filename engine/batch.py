@@ -87,13 +87,25 @@ class _FamilyIndex:
             rows = np.array([r for k in keys for r in rows_by_key[k]], np.int64)
             self.groups.append((length, pa.array(keys, pa.string()), offsets, rows))
 
-    def candidates(self, codes: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """CSR over the distinct line codes: (offsets, rows) of the matching parameter rows."""
+    def candidates(self, codes: pa.Array, memo: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """CSR over the distinct line codes: (offsets, rows) of the matching parameter rows. ``memo`` (a
+        batch's cache) shares the code lengths and prefixes of ``codes`` between families."""
         n = len(codes)
         code_parts, row_parts = [], []
-        lengths = pc.utf8_length(codes).to_numpy(zero_copy_only=False) if n else np.zeros(0, np.int64)
+
+        def shared(what, length, make):
+            if memo is None:
+                return make()
+            key = ("@candidates", what, id(codes), length)
+            if key not in memo:
+                memo[key] = (codes, make())  # codes kept so that its id stays its own
+            return memo[key][1]
+
+        lengths = shared("lengths", None, lambda: pc.utf8_length(codes).to_numpy(zero_copy_only=False)) if n \
+            else np.zeros(0, np.int64)
         for length, keys, offsets, rows in self.groups:
-            probe = codes if length is None else pc.utf8_slice_codeunits(codes, 0, length)
+            probe = codes if length is None else shared("prefix", length,
+                                                        lambda: pc.utf8_slice_codeunits(codes, 0, length))
             pos = pc.index_in(probe, value_set=keys).to_numpy(zero_copy_only=False)
             pos = np.where(np.isnan(pos), -1, pos).astype(np.int64) if pos.dtype.kind == "f" else pos.astype(np.int64)
             ok = pos >= 0
@@ -112,8 +124,10 @@ class _FamilyIndex:
             return np.zeros(n + 1, np.int64), np.zeros(0, np.int64)
         code_ids = np.concatenate(code_parts)
         cand_rows = np.concatenate(row_parts)
-        order = np.lexsort((cand_rows, code_ids))
-        code_ids, cand_rows = code_ids[order], cand_rows[order]
+        d_code, d_row = np.diff(code_ids), np.diff(cand_rows)
+        if not np.all((d_code > 0) | ((d_code == 0) & (d_row >= 0))):  # one key length: usually in order already
+            order = np.lexsort((cand_rows, code_ids))
+            code_ids, cand_rows = code_ids[order], cand_rows[order]
         counts = np.bincount(code_ids, minlength=n)
         return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), cand_rows
 
@@ -176,7 +190,7 @@ class BatchEngine:
         return self._resolve_cross_lines(table, Hits.concat(parts, ordered=True), lines), lines
 
     def _run_batch(self, table: pa.Table, start: int = 0) -> tuple[Hits, LineColumns]:
-        lines = LineColumns(table)
+        lines = LineColumns(table, self.kernels)
         good = ~lines.bad
         cache: dict = {}
         parts = []
@@ -236,22 +250,9 @@ class BatchEngine:
         dict_key = ("arrow-dictionary", id(key.dictionary))
         if dict_key not in cache:
             cache[dict_key] = (key.dictionary, pa.array(key.dictionary, pa.string()))
-        starts, items = index.candidates(cache[dict_key][1])
-        counts = np.diff(starts)
-        counts = np.append(counts, 0)  # code -1 (null) has no candidates
-        codes = key.val
-        per_line = np.where(good, counts[codes], 0)
-        if per_line.max(initial=0) <= 1:  # the usual case: at most one row per line, no expansion needed
-            pair_line = np.flatnonzero(per_line).astype(np.int64)
-            pair_row = items[starts[codes[pair_line]]]
-            return pair_line, pair_row, (good & ~key.known if fam.source.startswith("table:") else None)
-        pair_line = np.repeat(np.arange(lines.n, dtype=np.int64), per_line)
-        if pair_line.size:
-            first = starts[np.where(codes >= 0, codes, 0)][pair_line]
-            run_start = np.repeat(np.cumsum(per_line) - per_line, per_line)
-            pair_row = items[first + (np.arange(pair_line.size) - run_start)]
-        else:
-            pair_row = np.zeros(0, np.int64)
+        starts, items = index.candidates(cache[dict_key][1], cache)
+        # one kernel pass: each good line with a code, once per candidate row of its code (line order)
+        pair_line, pair_row = self.kernels.expand_pairs(key.val, good, starts, items)
         unknown_key = good & ~key.known if fam.source.startswith("table:") else None
         return pair_line, pair_row, unknown_key
 

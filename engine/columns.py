@@ -16,6 +16,8 @@ import pyarrow.compute as pc
 from claimaudit.connectors import claims as row_reader
 from claimaudit.dsl.schema import CLAIM_FIELDS, LINE_IDENTITY
 
+from . import kernels as kernel_registry
+
 EPOCH = dt.date(1970, 1, 1)
 MICROS_PER_DAY = 86_400_000_000
 _MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1e-3}
@@ -83,50 +85,108 @@ def _chunked(col) -> pa.ChunkedArray:
     return col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col])
 
 
-def _distinct_arrow(col: pa.ChunkedArray):
-    """Per-line index into the distinct values (-1 for null), and the distinct values as an Arrow array."""
+def _dictionary_column(col) -> pa.ChunkedArray:
+    """``col`` dictionary-encoded, every chunk with the same dictionary."""
     col = _chunked(col)
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col)
-    col = col.unify_dictionaries()
+    return col.unify_dictionaries() if col.num_chunks > 1 else col
+
+
+def _bitmap(arr: pa.Array) -> np.ndarray:
+    """Arrow's validity bitmap of ``arr`` as bytes (empty when it has no nulls); read from bit arr.offset."""
+    validity = arr.buffers()[0]
+    return np.frombuffer(validity, np.uint8) if validity is not None and arr.null_count else np.zeros(0, np.uint8)
+
+
+def _chunk_codes(col: pa.ChunkedArray, table: np.ndarray, k) -> np.ndarray:
+    """``table[index]`` for every line of a dictionary column whose chunks share one dictionary, -1 for a
+    null: one kernel pass over Arrow's index buffers, no intermediate arrays."""
+    out = np.empty(len(col), np.int32)
+    table = np.ascontiguousarray(table, np.int32)
+    pos = 0
+    for chunk in col.chunks:
+        ind = chunk.indices
+        n = len(ind)
+        if n:
+            if ind.type != pa.int32():
+                ind = pc.cast(ind, pa.int32())
+            idx = np.frombuffer(ind.buffers()[1], np.int32, count=n, offset=ind.offset * 4)
+            k.dict_codes(idx, _bitmap(ind), ind.offset, table, out[pos:pos + n])
+        pos += n
+    return out
+
+
+def _distinct_arrow(col: pa.ChunkedArray, k=None):
+    """Per-line index into the distinct values (-1 for null), and the distinct values as an Arrow array."""
+    col = _dictionary_column(col)
     if col.num_chunks == 0:
         return np.zeros(0, np.int32), pa.array([], pa.string())
-    idx = pa.chunked_array([c.indices for c in col.chunks]).combine_chunks() if col.num_chunks > 1 else col.chunk(0).indices
-    ids = idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    return ids, col.chunk(0).dictionary
+    dictionary = col.chunk(0).dictionary
+    ids = _chunk_codes(col, np.arange(len(dictionary), dtype=np.int32), k or kernel_registry.backend())
+    return ids, dictionary
 
 
-def _text_column(col: pa.ChunkedArray) -> TextCol:
+def _text_column(col: pa.ChunkedArray, k) -> TextCol:
     """Text as the row reader reads it (trimmed; blank is null), trimmed in Arrow on the distinct values.
     Values that differ only by surrounding blanks share one code."""
-    ids, dictionary = _distinct_arrow(col)
+    col = _dictionary_column(col)
+    if col.num_chunks == 0:
+        return TextCol(np.zeros(0, np.int32), [])
+    dictionary = col.chunk(0).dictionary
     trimmed = pc.utf8_trim_whitespace(dictionary.cast(pa.string()))
     blank = pc.equal(trimmed, "").fill_null(True).to_numpy(zero_copy_only=False).astype(bool)
     codes, uniq = _distinct(trimmed)  # trimmed values that coincide get one code
-    remap = np.append(np.where(blank, -1, codes), -1).astype(np.int32)
-    return TextCol(remap[ids], uniq)
+    remap = np.where(blank, -1, codes).astype(np.int32)
+    return TextCol(_chunk_codes(col, remap, k), uniq)
 
 
-def _null_or_blank(col: pa.ChunkedArray) -> np.ndarray:
+def _null_or_blank(col: pa.ChunkedArray, k=None) -> np.ndarray:
     """Rows whose value is null or only whitespace (a dictionary column is tested on its dictionary)."""
     if not len(col):
         return np.zeros(0, bool)
+    k = k or kernel_registry.backend()
     if pa.types.is_dictionary(col.type):  # per chunk, on its own dictionary: no unification of a huge one
         parts = []
         for chunk in col.chunks:
             blank = pc.equal(pc.utf8_trim_whitespace(chunk.dictionary.cast(pa.string())), "").fill_null(True)
-            table = np.append(blank.to_numpy(zero_copy_only=False).astype(bool), True)
-            parts.append(table[chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False)])
-        return np.concatenate(parts) if parts else np.zeros(0, bool)
+            table = blank.to_numpy(zero_copy_only=False).astype(np.int32)  # 1 blank, 0 not; a null row reads -1
+            parts.append(_chunk_codes(pa.chunked_array([chunk]), table, k) != 0)
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
     if not _is_text(col.type):
         col = pc.cast(col, pa.string())
-    blank = pc.equal(pc.utf8_trim_whitespace(col), "")
-    return pc.or_kleene(pc.is_null(col), blank).to_numpy(zero_copy_only=False).astype(bool)
+    parts = []
+    for arr in col.chunks:  # one kernel pass over each chunk's offsets and UTF-8 bytes
+        n = len(arr)
+        if not n:
+            parts.append(np.zeros(0, bool))
+            continue
+        bufs = arr.buffers()
+        wide = pa.types.is_large_string(arr.type)
+        width = 8 if wide else 4
+        offsets = np.frombuffer(bufs[1], np.int64 if wide else np.int32, count=n + 1, offset=arr.offset * width)
+        data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+        parts.append(k.blank_text(offsets, data, _bitmap(arr), arr.offset))
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
 def _distinct(col: pa.ChunkedArray):
     ids, dictionary = _distinct_arrow(col)
     return ids, dictionary.to_pylist()
+
+
+def _known(arr: pa.Array) -> np.ndarray:
+    """The validity of ``arr`` as a bool array (all true without reading a bitmap when it has no nulls)."""
+    if arr.null_count == 0:
+        return np.ones(len(arr), bool)
+    return arr.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _int_values(arr: pa.Array) -> np.ndarray:
+    """The values of an integer array, 0 where null; read in place (read-only) when it has no nulls."""
+    if arr.null_count == 0:
+        return arr.to_numpy(zero_copy_only=True)
+    return arr.fill_null(0).to_numpy(zero_copy_only=False)
 
 
 def _list_from_text(dictionary: pa.Array):
@@ -151,8 +211,9 @@ def _list_from_text(dictionary: pa.Array):
 class LineColumns:
     """The typed columns of one batch of claim lines; derived values are computed once and cached."""
 
-    def __init__(self, table: pa.Table):
+    def __init__(self, table: pa.Table, kernels=None):
         self.table = table
+        self.k = kernels if kernels is not None else kernel_registry.backend()
         self.n = table.num_rows
         self.cols: dict = {}
         self.bad = np.zeros(self.n, dtype=bool)
@@ -171,7 +232,7 @@ class LineColumns:
                 self.cols[name] = self._read(name, info.type, self.table.column(name))
         for name in LINE_IDENTITY:
             if name in present:
-                missing = _null_or_blank(_chunked(self.table.column(name)))
+                missing = _null_or_blank(_chunked(self.table.column(name)), self.k)
             else:
                 missing = np.ones(self.n, bool)
             why = "line id" if name == "feedetl_sn" else "national code; map the local code first"
@@ -189,8 +250,10 @@ class LineColumns:
         t = col.type
         if kind == "number" and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
             arr = pc.cast(col, pa.float64()).combine_chunks() if col.num_chunks != 1 else pc.cast(col.chunk(0), pa.float64())
-            known = arr.is_valid().to_numpy(zero_copy_only=False)
-            return NumCol(arr.fill_null(0.0).to_numpy(zero_copy_only=False), known)
+            known = _known(arr)
+            if arr.null_count:
+                arr = arr.fill_null(0.0)
+            return NumCol(arr.to_numpy(zero_copy_only=True), known)  # read in place (read-only)
         if kind in ("date", "datetime") and (pa.types.is_date(t) or pa.types.is_timestamp(t)):
             return self._days(col, kind)
         if kind == "list" and (pa.types.is_list(t) or pa.types.is_large_list(t)):
@@ -199,14 +262,15 @@ class LineColumns:
 
     def _days(self, col: pa.ChunkedArray, kind: str) -> DayCol:
         arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-        known = arr.is_valid().to_numpy(zero_copy_only=False)
+        known = _known(arr)
         if pa.types.is_timestamp(arr.type):
             per_unit = _MICROS[arr.type.unit]
-            raw = pc.cast(arr, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-            micros = raw * per_unit if per_unit >= 1 else np.floor_divide(raw, int(round(1 / per_unit)))
-            days = np.floor_divide(micros, MICROS_PER_DAY).astype(np.int32)
+            raw = _int_values(pc.cast(arr, pa.int64()))
+            micros = raw * per_unit if per_unit > 1 else (
+                raw if per_unit == 1 else np.floor_divide(raw, int(round(1 / per_unit))))
+            days = self.k.floor_days(micros)
             return DayCol(days, known, micros if kind == "datetime" else None)
-        days = pc.cast(pc.cast(arr, pa.date32()), pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
+        days = _int_values(pc.cast(pc.cast(arr, pa.date32()), pa.int32())).astype(np.int32, copy=False)
         return DayCol(days, known, days.astype(np.int64) * MICROS_PER_DAY if kind == "datetime" else None)
 
     def _typed_list(self, col: pa.ChunkedArray) -> ListCol:
@@ -227,11 +291,11 @@ class LineColumns:
 
     def _by_distinct(self, name: str, kind: str, col: pa.ChunkedArray):
         if kind == "list" and _is_text(col.type):
-            ids, dictionary = _distinct_arrow(col)
+            ids, dictionary = _distinct_arrow(col, self.k)
             offsets, items, item_dict = _list_from_text(dictionary)
             return ListCol(ids, offsets, items, item_dict)
         if kind == "text" and _is_text(col.type):
-            return _text_column(col)
+            return _text_column(col, self.k)
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
             ids, raw = _distinct(col)
         else:  # e.g. a code stored as an integer: type each distinct value as the row reader would

@@ -167,30 +167,35 @@ class FamilyEvaluator:
             return _from_column(col)
         if name == "service_date":
             t = self._field("fee_ocur_time")
-            return V("day", "line", t.val if t.kind == "day" else np.floor_divide(t.val, MICROS_PER_DAY).astype(np.int32),
-                     t.known)
+            if t.kind == "day":
+                return V("day", "line", t.val, t.known)
+            col = self.lines.get("fee_ocur_time")
+            days = col.days if isinstance(col, DayCol) and col.micros is t.val else self.k.floor_days(t.val)
+            return V("day", "line", days, t.known)
         if name in ("age_years", "age_days"):
             d, b = self._field("service_date"), self._field("brdy")
-            known = d.known & b.known & (b.val <= d.val)
             if name == "age_days":
+                known = d.known & b.known & (b.val <= d.val)
                 return V("num", "line", (d.val - b.val).astype(np.float64), known)
-            ages = np.zeros(n, np.float64)
-            idx = np.flatnonzero(known)
-            if idx.size:
-                ages[idx] = self.k.age_years(np.ascontiguousarray(b.val[idx], np.int32),
-                                             np.ascontiguousarray(d.val[idx], np.int32))
+            ages, known = self.k.ages(b.val, b.known, d.val, d.known)  # known: both dates, birth <= service
             return V("num", "line", ages, known)
         if name == "single_dose":
             return self._per_distinct_text("sin_dos_dscr", _dose)
         if name == "daily_frequency":
             return self._per_distinct_text("used_frqu_dscr", _frequency)
         if name == "daily_dose":
+            by_codes = self._daily_dose_by_codes()
+            if by_codes is not None:
+                return by_codes
             dose, freq = self._field("single_dose"), self._field("daily_frequency")
             # the same operations as units.quantize, element-wise
             return V("qty", "line", np.floor(dose.val * freq.val * 1e9 + 0.5) / 1e9, dose.known & freq.known,
                      dim=dose.dim)
         if name == "daily_cnt":
             cnt, days = self._field("cnt"), self._field("prd_days")
+            if cnt.kind == "num" and days.kind == "num":
+                val, ok = self.k.ratio(cnt.val, cnt.known, days.val, days.known)  # known: both, and days > 0
+                return V("num", "line", val, ok)
             ok = cnt.known & days.known & (days.val > 0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 return V("num", "line", np.where(ok, cnt.val / np.where(ok, days.val, 1.0), 0.0), ok)
@@ -202,13 +207,33 @@ class FamilyEvaluator:
         n = self.lines.n
         if src.kind != "text":
             return V("qty" if parse is _dose else "num", "line", np.zeros(n), np.zeros(n, bool), dim=np.zeros(n, np.int32))
-        parsed = [parse(s) for s in src.dictionary]
-        vals = np.array([p[0] for p in parsed] + [0.0], np.float64)
-        ok = np.array([p[1] for p in parsed] + [False])
+        vals, ok, dims = _parsed_tables(src.dictionary, parse)
+        take = self.k.take
         if parse is _dose:
-            dims = np.array([p[2] for p in parsed] + [-1], np.int32)
-            return V("qty", "line", vals[src.val], ok[src.val], dim=dims[src.val])
-        return V("num", "line", vals[src.val], ok[src.val])
+            return V("qty", "line", take(vals, src.val), take(ok, src.val), dim=take(dims, src.val))
+        return V("num", "line", take(vals, src.val), take(ok, src.val))
+
+    def _daily_dose_by_codes(self) -> V | None:
+        """daily_dose from the (dose text, frequency text) code pair of each line: the value is computed
+        once per pair of distinct texts (the same float operations as per line) and gathered in one pass."""
+        if "single_dose" in self.line_cache or "daily_frequency" in self.line_cache:
+            return None  # already per line: combine those
+        dose_src, freq_src = self._field("sin_dos_dscr"), self._field("used_frqu_dscr")
+        if dose_src.kind != "text" or freq_src.kind != "text":
+            return None
+        d_val, d_ok, d_dim = _parsed_tables(dose_src.dictionary, _dose)
+        f_val, f_ok, _ = _parsed_tables(freq_src.dictionary, _frequency)
+        # slot 0 of each axis is the null code (-1); the parse tables keep theirs last
+        d_val, d_ok, d_dim = (np.roll(x, 1) for x in (d_val, d_ok, d_dim))
+        f_val, f_ok = np.roll(f_val, 1), np.roll(f_ok, 1)
+        width = len(f_val)
+        if len(d_val) * width > max(4 * self.lines.n, 1 << 16):
+            return None  # more text pairs than lines: per line is cheaper
+        val = (np.floor(np.multiply.outer(d_val, f_val) * 1e9 + 0.5) / 1e9).ravel()  # as units.quantize
+        known = np.logical_and.outer(d_ok, f_ok).ravel()
+        dims = np.repeat(d_dim, width)
+        out, ok, dim = self.k.lookup2(dose_src.val, freq_src.val, width, val, known, dims)
+        return V("qty", "line", out, ok, dim=dim)
 
     # ---- operators ----
     def _logic(self, op, a: V, b: V) -> V:
@@ -388,16 +413,16 @@ class FamilyEvaluator:
         diags = self.lines.get("diag_codes")
         main_dict = main.dictionary if main.kind == "text" else []
         joint: dict = {}
-        main_codes = _remap([s.strip().upper() for s in main_dict], joint)[main.val] if main.kind == "text" \
+        take = self.k.take
+        main_codes = take(_remap([s.strip().upper() for s in main_dict], joint), main.val) if main.kind == "text" \
             else np.full(self.lines.n, -1, np.int32)
         if isinstance(diags, ListCol):
-            items = _remap([s.strip().upper() for s in diags.dictionary], joint)[diags.items] if diags.items.size \
+            items = take(_remap([s.strip().upper() for s in diags.dictionary], joint), diags.items) if diags.items.size \
                 else diags.items
             list_col = ListCol(diags.ids, diags.offsets, items.astype(np.int32), None)
             list_ids = diags.ids
-            n_items = np.diff(diags.offsets)
-            has_list = (diags.ids >= 0) & (n_items[np.maximum(diags.ids, 0)] > 0) if diags.offsets.size > 1 \
-                else np.zeros(self.lines.n, bool)
+            non_empty = np.append(np.diff(diags.offsets) > 0, False)  # id -1 (null) reads the last: False
+            has_list = take(non_empty, diags.ids) if diags.offsets.size > 1 else np.zeros(self.lines.n, bool)
         else:
             list_col, list_ids, has_list = None, np.full(self.lines.n, -1, np.int32), np.zeros(self.lines.n, bool)
         dictionary = [None] * len(joint)
@@ -454,16 +479,50 @@ def _dose(text):
 
 def _frequency(text):
     f = parse_frequency(text)
-    return (f, True) if f is not None else (0.0, False)
+    return (f, True, -1) if f is not None else (0.0, False, -1)
+
+
+_PARSED: dict = {}  # (parser, text) -> parsed: texts repeat from batch to batch
+_PARSED_MAX = 1 << 18
+
+
+def _parsed_tables(dictionary: list, parse):
+    """(values float64, known bool, dims int32) per distinct text, plus a last slot for null (code -1)."""
+    if len(_PARSED) > _PARSED_MAX:
+        _PARSED.clear()
+    parsed = []
+    for s in dictionary:
+        key = (parse, s)
+        p = _PARSED.get(key)
+        if p is None:
+            p = _PARSED[key] = parse(s)
+        parsed.append(p)
+    vals = np.array([p[0] for p in parsed] + [0.0], np.float64)
+    ok = np.array([p[1] for p in parsed] + [False], bool)
+    dims = np.array([p[2] for p in parsed] + [-1], np.int32)
+    return vals, ok, dims
+
+
+_MATCHES: dict = {}  # id(prefix dict) -> (prefix dict, {code: prefix ids}): codes repeat from batch to batch
 
 
 def _prefix_matches(dictionary: list, prefix_dict: dict, upper: bool):
     """For each code in ``dictionary``: the sorted ids of the prefixes it starts with."""
-    lengths = sorted({len(p) for p in prefix_dict})
+    entry = _MATCHES.get(id(prefix_dict))
+    if entry is None or entry[0] is not prefix_dict or len(entry[1]) > (1 << 20):
+        if len(_MATCHES) > 64:
+            _MATCHES.clear()
+        entry = _MATCHES[id(prefix_dict)] = (prefix_dict, {})  # the dict kept so that its id stays its own
+    memo = entry[1]
+    lengths = None
     offsets, items = [0], []
     for code in dictionary:
-        s = (code or "")
-        hits = sorted({prefix_dict[s[:n]] for n in lengths if n <= len(s) and s[:n] in prefix_dict})
+        hits = memo.get(code)
+        if hits is None:
+            if lengths is None:
+                lengths = sorted({len(p) for p in prefix_dict})
+            s = (code or "")
+            hits = memo[code] = sorted({prefix_dict[s[:n]] for n in lengths if n <= len(s) and s[:n] in prefix_dict})
         items.extend(hits)
         offsets.append(len(items))
     return np.array(offsets, np.int64), np.array(items, np.int32)
@@ -511,15 +570,18 @@ class ParamColumns:
         return [tuple(v) if isinstance(v, (tuple, list)) else ((v,) if v is not None else ()) for v in self.values[name]]
 
     def list_in_dictionary(self, v: V, dictionary: list):
-        key = ("in", v.csr, id(dictionary))
-        if key not in self.cache:
+        # one entry per list parameter, for the dictionary it was built for (kept, and compared by identity:
+        # an id alone could be reused by the next batch's dictionary once this one is freed)
+        key = ("in", v.csr)
+        entry = self.cache.get(key)
+        if entry is None or entry[0] is not dictionary:
             index = {s: i for i, s in enumerate(dictionary)}
             offsets, items = [0], []
             for lst in self._lists(v.csr):
                 items.extend(sorted(index[s] for s in lst if s in index))
                 offsets.append(len(items))
-            self.cache[key] = (np.array(offsets, np.int64), np.array(items, np.int32))
-        return self.cache[key]
+            entry = self.cache[key] = (dictionary, np.array(offsets, np.int64), np.array(items, np.int32))
+        return entry[1], entry[2]
 
     def prefix_csr(self, v: V, upper: bool):
         key = ("prefix", v.csr, upper)

@@ -526,3 +526,20 @@ def test_what_the_vm_does_not_take_is_refused():
             fused.compile_program(expr, c)
     with pytest.raises(NotVectorizable):  # a condition must be a truth value
         fused.compile_program(_field("cnt", "number"), c)
+
+
+def test_list_membership_follows_each_batch_dictionary():
+    """A row list matched against line codes is built for the dictionary of the batch at hand. Batches
+    free their dictionaries, and a new list of the same size often lands where the old one was (same
+    id): a cache keyed by id alone then served the previous batch's codes (found at 7 lines a batch)."""
+    from claimaudit.engine.vector import ParamColumns
+
+    params = ParamColumns((("lvs", "list"),), {"lvs": [("02", "03"), ("05",), None]}, 3)
+    v = params.value("lvs")
+    for i in range(200):
+        dictionary = [f"{(i + j) % 7:02d}" for j in range(6)]  # a new list each time, same size
+        offsets, items = params.list_in_dictionary(v, dictionary)
+        want = [sorted(dictionary.index(s) for s in lst if s in dictionary) for lst in (("02", "03"), ("05",), ())]
+        got = [items[offsets[r]:offsets[r + 1]].tolist() for r in range(3)]
+        assert got == want, (i, dictionary)
+        del dictionary

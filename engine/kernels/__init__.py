@@ -14,7 +14,8 @@ try:
 except ImportError:  # not built (e.g. no C compiler): the twin still gives the same answers
     _native = None
 
-NAMES = ("age_years", "prefix_any", "member", "run_family")
+NAMES = ("age_years", "prefix_any", "member", "run_family", "take", "dict_codes", "blank_text", "floor_days", "ages",
+         "lookup2", "ratio", "expand_pairs")
 
 
 def backend(name: str | None = None):

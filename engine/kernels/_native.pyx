@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Cython kernels; see twin.py for the reference definition of each."""
 import numpy as np
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 
 
 cdef void civil_from_days(int64_t z, int64_t* y, int64_t* m, int64_t* d) noexcept nogil:
@@ -600,3 +600,346 @@ def run_family(scope, condition, amount, consts, tables, maps, pair_line, pair_r
                         AMT[RP[i]] = round_money(r.value[i])
             start = stop
     return outcome, amounts
+
+
+# ---- column and candidate kernels (twin.py defines each) --------------------------------------------
+
+ctypedef fused table_t:
+    double
+    int32_t
+    int64_t
+    uint8_t
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+ctypedef fused offset_t:
+    int32_t
+    int64_t
+
+
+def _take(const table_t[::1] table, const index_t[::1] idx, table_t[::1] out):
+    cdef Py_ssize_t n = idx.shape[0], m = table.shape[0], i, bad = -1
+    cdef int64_t j
+    with nogil:
+        for i in range(n):
+            j = idx[i]
+            if j < 0:
+                j += m
+            if j < 0 or j >= m:
+                bad = i
+                break
+            out[i] = table[j]
+    if bad >= 0:
+        raise IndexError(f"index {idx[bad]} is out of bounds for a table of {m}")
+
+
+def take(table, idx):
+    table = np.ascontiguousarray(table)
+    idx = np.ascontiguousarray(idx)
+    if idx.dtype != np.int32 and idx.dtype != np.int64:
+        idx = idx.astype(np.int64)
+    if table.dtype == np.bool_:
+        return take(table.view(np.uint8), idx).view(np.bool_)
+    if table.dtype not in (np.float64, np.int32, np.int64, np.uint8):
+        raise TypeError(f"take: table of {table.dtype}")
+    out = np.empty(idx.shape[0], table.dtype)
+    if idx.shape[0]:
+        if table.shape[0] == 0:
+            raise IndexError("index into an empty table")
+        _take(table, idx, out)
+    return out
+
+
+cdef inline bint _valid(const uint8_t* bits, int64_t i) noexcept nogil:
+    return bits == NULL or (bits[i >> 3] >> (i & 7)) & 1
+
+
+cdef object _c_u8(object arr):
+    """A C-contiguous uint8 view of a bool or uint8 array (any other dtype is converted)."""
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype == np.bool_:
+        return arr.view(np.uint8)
+    return arr if arr.dtype == np.uint8 else arr.astype(np.uint8)
+
+
+def dict_codes(indices, validity, int64_t bit_offset, table, out):
+    _dict_codes(np.ascontiguousarray(indices, np.int32), _c_u8(validity), bit_offset,
+                np.ascontiguousarray(table, np.int32), out)
+    return out
+
+
+def _dict_codes(const int32_t[::1] indices, const uint8_t[::1] validity, int64_t bit_offset,
+                const int32_t[::1] table, int32_t[::1] out):
+    cdef Py_ssize_t n = indices.shape[0], m = table.shape[0], i, bad = -1
+    cdef int32_t j
+    cdef const uint8_t* bits = &validity[0] if validity.shape[0] else NULL
+    if out.shape[0] != n:
+        raise ValueError("out must have one value per index")
+    if bits != NULL and validity.shape[0] * 8 < bit_offset + n:
+        raise ValueError("validity bitmap too short")
+    with nogil:
+        for i in range(n):
+            if _valid(bits, bit_offset + i):
+                j = indices[i]
+                if j < 0 or j >= m:
+                    bad = i
+                    break
+                out[i] = table[j]
+            else:
+                out[i] = -1
+    if bad >= 0:
+        raise IndexError(f"dictionary index {indices[bad]} outside a dictionary of {m}")
+
+
+cdef inline bint _is_space(uint32_t c) noexcept nogil:
+    # str.isspace / str.strip's whitespace (Py_UNICODE_ISSPACE)
+    if c < 128:
+        return c == 32 or (9 <= c <= 13) or (28 <= c <= 31)
+    return (c == 0x85 or c == 0xA0 or c == 0x1680 or (0x2000 <= c <= 0x200A) or c == 0x2028 or c == 0x2029
+            or c == 0x202F or c == 0x205F or c == 0x3000)
+
+
+def _blank_text(const offset_t[::1] offsets, const uint8_t[::1] data, const uint8_t[::1] validity,
+                int64_t bit_offset, uint8_t[::1] out):
+    cdef Py_ssize_t n = out.shape[0], i
+    cdef int64_t p, end
+    cdef uint32_t c
+    cdef uint8_t b
+    cdef bint blank
+    cdef const uint8_t* bits = &validity[0] if validity.shape[0] else NULL
+    cdef const uint8_t* d = &data[0] if data.shape[0] else NULL
+    if offsets.shape[0] != n + 1:
+        raise ValueError("offsets must have one value more than out")
+    if bits != NULL and validity.shape[0] * 8 < bit_offset + n:
+        raise ValueError("validity bitmap too short")
+    if n and (offsets[0] < 0 or offsets[n] > data.shape[0]):
+        raise ValueError("offsets outside the data")
+    with nogil:
+        for i in range(n):
+            if not _valid(bits, bit_offset + i):
+                out[i] = 1
+                continue
+            p = offsets[i]
+            end = offsets[i + 1]
+            blank = True
+            while p < end:
+                b = d[p]
+                if b < 0x80:
+                    c = b
+                    p += 1
+                elif b < 0xE0 and p + 1 < end:
+                    c = ((b & 0x1F) << 6) | (d[p + 1] & 0x3F)
+                    p += 2
+                elif b < 0xF0 and p + 2 < end:
+                    c = ((b & 0x0F) << 12) | ((d[p + 1] & 0x3F) << 6) | (d[p + 2] & 0x3F)
+                    p += 3
+                else:
+                    c = 0x10000  # four-byte sequences are never whitespace
+                    p += 4
+                if not _is_space(c):
+                    blank = False
+                    break
+            out[i] = blank
+    return out
+
+
+def blank_text(offsets, data, validity, int64_t bit_offset):
+    offsets = np.ascontiguousarray(offsets)
+    if offsets.dtype != np.int32 and offsets.dtype != np.int64:
+        raise TypeError("offsets must be int32 or int64")
+    out = np.zeros(max(offsets.shape[0] - 1, 0), np.uint8)
+    _blank_text(offsets, _c_u8(data), _c_u8(validity), bit_offset, out)
+    return out.view(np.bool_)
+
+
+def floor_days(micros):
+    return _floor_days(np.ascontiguousarray(micros, np.int64))
+
+
+def _floor_days(const int64_t[::1] micros):
+    cdef Py_ssize_t n = micros.shape[0], i
+    cdef int64_t v, q
+    cdef int64_t per_day = 86400000000
+    out = np.empty(n, np.int32)
+    cdef int32_t[::1] o = out
+    with nogil:
+        for i in range(n):
+            v = micros[i]
+            q = v // per_day
+            if q * per_day > v:  # C truncates towards zero; floor for negatives
+                q -= 1
+            o[i] = <int32_t>q
+    return out
+
+
+def ages(birth, birth_known, service, service_known):
+    return _ages(np.ascontiguousarray(birth, np.int32), _c_u8(birth_known), np.ascontiguousarray(service, np.int32),
+                 _c_u8(service_known))
+
+
+def _ages(const int32_t[::1] birth, const uint8_t[::1] birth_known, const int32_t[::1] service,
+          const uint8_t[::1] service_known):
+    cdef Py_ssize_t n = birth.shape[0], i
+    cdef int32_t lo = 0, hi = -1, b, s
+    cdef int64_t y, mo, d, by, bmd
+    if birth_known.shape[0] != n or service.shape[0] != n or service_known.shape[0] != n:
+        raise ValueError("ages: columns of different lengths")
+    out = np.zeros(n, np.float64)
+    known = np.zeros(n, np.uint8)
+    cdef double[::1] o = out
+    cdef uint8_t[::1] k = known
+    cdef bint first = True
+    with nogil:  # the range of the dates of known pairs: a calendar table when it is small
+        for i in range(n):
+            if birth_known[i] and service_known[i] and birth[i] <= service[i]:
+                k[i] = 1
+                if first:
+                    lo, hi, first = birth[i], service[i], False
+                else:
+                    if birth[i] < lo:
+                        lo = birth[i]
+                    if service[i] > hi:
+                        hi = service[i]
+    cdef int64_t span = <int64_t>hi - lo + 1
+    cdef int32_t[::1] year_of
+    cdef int32_t[::1] md_of
+    if span > 0 and span <= (1 << 22) and span <= 4 * n + 1024:
+        year_of = np.empty(span, np.int32)
+        md_of = np.empty(span, np.int32)
+        with nogil:
+            for i in range(span):
+                civil_from_days(lo + i, &y, &mo, &d)
+                year_of[i] = <int32_t>y
+                md_of[i] = <int32_t>(mo * 32 + d)
+            for i in range(n):
+                if k[i]:
+                    b = birth[i] - lo
+                    s = service[i] - lo
+                    o[i] = <double>(year_of[s] - year_of[b] - (1 if md_of[s] < md_of[b] else 0))
+    else:
+        with nogil:
+            for i in range(n):
+                if k[i]:
+                    o[i] = <double>full_years(birth[i], service[i])
+    return out, known.view(np.bool_)
+
+
+def lookup2(a, b, int64_t width, values, known, dims):
+    return _lookup2(np.ascontiguousarray(a, np.int32), np.ascontiguousarray(b, np.int32), width,
+                    np.ascontiguousarray(values, np.float64), _c_u8(known), np.ascontiguousarray(dims, np.int32))
+
+
+def _lookup2(const int32_t[::1] a, const int32_t[::1] b, int64_t width, const double[::1] values,
+             const uint8_t[::1] known, const int32_t[::1] dims):
+    cdef Py_ssize_t n = a.shape[0], m = values.shape[0], i, bad = -1
+    cdef int64_t j
+    if b.shape[0] != n or known.shape[0] != m or dims.shape[0] != m or width < 1:
+        raise ValueError("lookup2: inconsistent arguments")
+    out = np.empty(n, np.float64)
+    out_known = np.empty(n, np.uint8)
+    out_dim = np.empty(n, np.int32)
+    cdef double[::1] o = out
+    cdef uint8_t[::1] ok = out_known
+    cdef int32_t[::1] od = out_dim
+    with nogil:
+        for i in range(n):
+            j = (<int64_t>a[i] + 1) * width + (<int64_t>b[i] + 1)
+            if a[i] < -1 or b[i] < -1 or b[i] + 1 >= width or j >= m:
+                bad = i
+                break
+            o[i] = values[j]
+            ok[i] = known[j]
+            od[i] = dims[j]
+    if bad >= 0:
+        raise IndexError(f"lookup2: codes ({a[bad]}, {b[bad]}) outside the table")
+    return out, out_known.view(np.bool_), out_dim
+
+
+def ratio(num, num_known, den, den_known):
+    return _ratio(np.ascontiguousarray(num, np.float64), _c_u8(num_known), np.ascontiguousarray(den, np.float64),
+                  _c_u8(den_known))
+
+
+def _ratio(const double[::1] num, const uint8_t[::1] num_known, const double[::1] den,
+           const uint8_t[::1] den_known):
+    cdef Py_ssize_t n = num.shape[0], i
+    if num_known.shape[0] != n or den.shape[0] != n or den_known.shape[0] != n:
+        raise ValueError("ratio: columns of different lengths")
+    out = np.zeros(n, np.float64)
+    known = np.zeros(n, np.uint8)
+    cdef double[::1] o = out
+    cdef uint8_t[::1] k = known
+    with nogil:
+        for i in range(n):
+            if num_known[i] and den_known[i] and den[i] > 0:
+                k[i] = 1
+                o[i] = num[i] / den[i]
+    return out, known.view(np.bool_)
+
+
+def expand_pairs(codes, good, starts, items):
+    return _expand_pairs(np.ascontiguousarray(codes, np.int32), _c_u8(good), np.ascontiguousarray(starts, np.int64),
+                         np.ascontiguousarray(items, np.int64))
+
+
+def _expand_pairs(const int32_t[::1] codes, const uint8_t[::1] good, const int64_t[::1] starts,
+                  const int64_t[::1] items):
+    cdef Py_ssize_t n = codes.shape[0], n_codes = starts.shape[0] - 1, i, bad = -1
+    cdef int64_t total = 0, j, p = 0, c, most = 0, r
+    cdef uint8_t ok
+    if good.shape[0] != n or n_codes < 0:
+        raise ValueError("expand_pairs: inconsistent arguments")
+    if n_codes and (starts[0] < 0 or starts[n_codes] > items.shape[0]):
+        raise ValueError("expand_pairs: starts outside the items")
+    with nogil:
+        for i in range(n):
+            if codes[i] >= n_codes:
+                bad = i
+                break
+        for c in range(n_codes):
+            if starts[c + 1] - starts[c] > most:
+                most = starts[c + 1] - starts[c]
+    if bad >= 0:
+        raise IndexError(f"expand_pairs: code {codes[bad]} outside {n_codes} codes")
+    cdef int64_t[::1] first
+    cdef int64_t[::1] pl
+    cdef int64_t[::1] pr
+    if most <= 1:  # the usual case: at most one row per code, one branch-free pass into buffers of n
+        first_rows = np.full(n_codes + 1, -1, np.int64)  # slot 0: no code
+        first = first_rows
+        for c in range(n_codes):
+            if starts[c + 1] > starts[c]:
+                first[c + 1] = items[starts[c]]
+        pair_line = np.empty(n, np.int64)
+        pair_row = np.empty(n, np.int64)
+        pl = pair_line
+        pr = pair_row
+        with nogil:
+            for i in range(n):
+                c = codes[i]
+                r = first[c + 1] if c >= 0 else -1
+                ok = (good[i] != 0) & (r >= 0)
+                pl[p] = i
+                pr[p] = r
+                p += ok
+        return pair_line[:p], pair_row[:p]
+    with nogil:
+        for i in range(n):
+            c = codes[i]
+            if good[i] and c >= 0:
+                total += starts[c + 1] - starts[c]
+    pair_line = np.empty(total, np.int64)
+    pair_row = np.empty(total, np.int64)
+    pl = pair_line
+    pr = pair_row
+    with nogil:
+        for i in range(n):
+            c = codes[i]
+            if good[i] and c >= 0:
+                for j in range(starts[c], starts[c + 1]):
+                    pl[p] = i
+                    pr[p] = items[j]
+                    p += 1
+    return pair_line, pair_row

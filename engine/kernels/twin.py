@@ -326,3 +326,132 @@ def _check_lengths(n_pairs, n_lines, n_rows, line_f64, line_i32, line_i64, line_
         raise ValueError("service_day / service_known must have one value per line (or none)")
     if len(service_day) == 0 and n_pairs and np.asarray(has_eff, bool).any():
         raise ValueError("rows have effective dates but no date of service was given")
+
+
+# ---- column and candidate kernels ------------------------------------------------------------------
+
+
+def take(table, idx):
+    """``table[idx]`` for each index (numpy's rule: -1 is the last entry, e.g. a table's null slot);
+    an index outside the table raises IndexError."""
+    table = np.asarray(table)
+    out = np.empty(len(idx), table.dtype)
+    m = len(table)
+    for i in range(len(idx)):
+        j = int(idx[i])
+        if not -m <= j < m:
+            raise IndexError(f"index {j} is out of bounds for a table of {m}")
+        out[i] = table[j]
+    return out
+
+
+def _bit(validity, i) -> bool:
+    return len(validity) == 0 or bool((int(validity[i >> 3]) >> (i & 7)) & 1)
+
+
+def dict_codes(indices, validity, bit_offset, table, out):
+    """Codes of a dictionary column: ``table[index]`` for each valid slot, -1 for a null one. ``validity``
+    is Arrow's bitmap (bytes, least significant bit first; empty: no nulls), read from bit ``bit_offset``.
+    Writes into ``out`` (one int32 per index) and returns it."""
+    if len(out) != len(indices):
+        raise ValueError("out must have one value per index")
+    if len(validity) and len(validity) * 8 < bit_offset + len(indices):
+        raise ValueError("validity bitmap too short")
+    for i in range(len(indices)):
+        if _bit(validity, bit_offset + i):
+            j = int(indices[i])
+            if not 0 <= j < len(table):
+                raise IndexError(f"dictionary index {j} outside a dictionary of {len(table)}")
+            out[i] = table[j]
+        else:
+            out[i] = -1
+    return out
+
+
+def blank_text(offsets, data, validity, bit_offset):
+    """For each value of an Arrow string array (``offsets`` into the UTF-8 ``data``, ``validity`` as in
+    dict_codes): null, or nothing but whitespace (as ``str.strip`` sees it)?"""
+    n = max(len(offsets) - 1, 0)
+    if len(validity) and len(validity) * 8 < bit_offset + n:
+        raise ValueError("validity bitmap too short")
+    if n and (offsets[0] < 0 or offsets[n] > len(data)):
+        raise ValueError("offsets outside the data")
+    raw = bytes(np.asarray(data, np.uint8))
+    out = np.zeros(n, np.bool_)
+    for i in range(n):
+        if not _bit(validity, bit_offset + i):
+            out[i] = True
+        else:
+            out[i] = not raw[int(offsets[i]):int(offsets[i + 1])].decode("utf-8").strip()
+    return out
+
+
+def floor_days(micros):
+    """Whole days since 1970 of microseconds since 1970 (rounded down, also before 1970)."""
+    out = np.empty(len(micros), np.int32)
+    for i in range(len(micros)):
+        out[i] = int(micros[i]) // 86_400_000_000
+    return out
+
+
+def ages(birth, birth_known, service, service_known):
+    """Full years of age (age_years) where both dates are known and birth <= service; (ages float64,
+    known bool), 0 where not known."""
+    n = len(birth)
+    if not len(birth_known) == len(service) == len(service_known) == n:
+        raise ValueError("ages: columns of different lengths")
+    out = np.zeros(n, np.float64)
+    known = np.zeros(n, np.bool_)
+    for i in range(n):
+        if birth_known[i] and service_known[i] and birth[i] <= service[i]:
+            known[i] = True
+            out[i] = float(age_years(birth[i:i + 1], service[i:i + 1])[0])
+    return out, known
+
+
+def lookup2(a, b, width, values, known, dims):
+    """Per line, the entry of a table over pairs of codes: index (a + 1) * width + (b + 1), so code -1
+    (null) has a slot of its own; (values float64, known bool, dims int32)."""
+    n, m = len(a), len(values)
+    if len(b) != n or len(known) != m or len(dims) != m or width < 1:
+        raise ValueError("lookup2: inconsistent arguments")
+    out, out_known, out_dim = np.empty(n, np.float64), np.empty(n, np.bool_), np.empty(n, np.int32)
+    for i in range(n):
+        x, y = int(a[i]), int(b[i])
+        j = (x + 1) * width + (y + 1)
+        if x < -1 or y < -1 or y + 1 >= width or j >= m:
+            raise IndexError(f"lookup2: codes ({x}, {y}) outside the table")
+        out[i], out_known[i], out_dim[i] = values[j], bool(known[j]), dims[j]
+    return out, out_known, out_dim
+
+
+def ratio(num, num_known, den, den_known):
+    """num / den where both are known and den > 0 (daily_cnt); (values float64, known bool), 0 elsewhere."""
+    n = len(num)
+    if not len(num_known) == len(den) == len(den_known) == n:
+        raise ValueError("ratio: columns of different lengths")
+    out = np.zeros(n, np.float64)
+    known = np.zeros(n, np.bool_)
+    for i in range(n):
+        if num_known[i] and den_known[i] and den[i] > 0:
+            known[i] = True
+            out[i] = num[i] / den[i]
+    return out, known
+
+
+def expand_pairs(codes, good, starts, items):
+    """Candidate (line, row) pairs: for each good line with a code c >= 0, one pair per row
+    ``items[starts[c]:starts[c + 1]]``, in line order then item order; (pair_line, pair_row) int64."""
+    n_codes = len(starts) - 1
+    if len(good) != len(codes) or n_codes < 0:
+        raise ValueError("expand_pairs: inconsistent arguments")
+    lines, rows = [], []
+    for i in range(len(codes)):
+        c = int(codes[i])
+        if c >= n_codes:
+            raise IndexError(f"expand_pairs: code {c} outside {n_codes} codes")
+        if good[i] and c >= 0:
+            for j in range(int(starts[c]), int(starts[c + 1])):
+                lines.append(i)
+                rows.append(int(items[j]))
+    return np.array(lines, np.int64), np.array(rows, np.int64)
