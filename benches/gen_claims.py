@@ -22,6 +22,20 @@ What the data looks like:
 
 The output depends only on (--lines, --drugs, --seed, --chunk-lines) and the ICD-10 source
 (the shared national list when present, else benches/icd10_sample.csv; see --icd).
+
+--history (for the cross-line benchmark, bench_history.py) writes claims with patient histories; without
+it the output is exactly what it always was. With it:
+- about lines/80 patients (not lines/25), so a patient has ~8 encounters over the year, more for the
+  heavy users; each patient has a home hospital and a home pharmacy (65% of encounters), the rest at
+  other institutions;
+- half of a patient's encounters are for the patient's chronic condition (one therapeutic area and main
+  diagnosis per patient), so the same drugs recur across encounters and months;
+- 15% service-item lines (15-digit codes) in hospital encounters, items by Zipf popularity;
+- 70% of prescriptions are billed at one time (all their lines tie on fee_ocur_time; outpatient
+  prescriptions 10 minutes apart, inpatient daily orders at 08:00), encounter start times on 10-minute
+  slots, and 2% of encounters are a second registration of the previous encounter's patient at the same
+  time (ties across encounters, broken by mdtrt_id);
+- 0.3% of lines have no fee_ocur_time (insufficient data for cross-line rules).
 """
 from __future__ import annotations
 
@@ -90,6 +104,8 @@ for _b in ("child", "adult", "elder"):
     _GW[(_b, "?")] = [(a + b) / 2 if i not in (7, 8) else 0 for i, (a, b) in enumerate(zip(_GW[(_b, "1")], _GW[(_b, "2")]))]
 
 EPOCH = np.datetime64("1970-01-01", "D")
+HISTORY_LINES_PER_PATIENT = 80   # --history: patients = lines / 80 (about 8 encounters each)
+HISTORY_SERVICE_SHARE = 0.15     # --history: service-item lines in hospital encounters
 Y2025 = np.datetime64("2025-01-01", "D")
 
 
@@ -153,9 +169,9 @@ class Pools:
 class Population:
     """Patients and institutions, shared by all chunks."""
 
-    def __init__(self, n_lines: int, seed: int):
+    def __init__(self, n_lines: int, seed: int, history: bool = False):
         rng = np.random.default_rng([seed, 2])
-        P = max(100, n_lines // 25)
+        P = max(100, n_lines // (HISTORY_LINES_PER_PATIENT if history else 25))
         self.P = P
         self.psn_no = _ids("4301", np.arange(1, P + 1), 16)
         self.gend = rng.choice(5, size=P, p=[0.494, 0.494, 0.003, 0.003, 0.006])  # '1','2','0','9',null
@@ -188,6 +204,23 @@ class Population:
         self.n_docs = np.clip(rng.geometric(0.08, size=n_inst), 3, 40)
         docs = [f"D{REGIONS[region[i]]}{i % 10000:04d}{j:02d}" for i in range(n_inst) for j in range(40)]
         self.doc_code = pa.array(docs, pa.string())
+        if history:
+            self._history(np.random.default_rng([seed, 2, 1]))
+
+    def _history(self, h) -> None:
+        """--history: a home hospital and pharmacy and a chronic condition per patient (own generator)."""
+        P = self.P
+        weight = np.diff(np.concatenate([[0.0], self.inst_cdf]))
+        hosp, pharm = np.flatnonzero(~self.pharmacy), np.flatnonzero(self.pharmacy)
+        self.home_hosp = hosp[_sample_cdf(np.cumsum(weight[hosp]), h.random(P))]
+        self.home_pharm = (pharm[_sample_cdf(np.cumsum(weight[pharm]), h.random(P))] if pharm.size
+                           else self.home_hosp)
+        self.chronic_group = np.empty(P, dtype=np.int64)
+        for c in range(9):
+            m = self.combo == c
+            if m.any():
+                self.chronic_group[m] = h.choice(len(GROUPS), size=int(m.sum()), p=GROUP_W[c])
+        self.chronic_u = h.random(P)
 
 
 def _group_weights():
@@ -218,6 +251,7 @@ class Static:
         item_codes = [f"{(i * 7919) % 10**6 + 1:06d}{i:04d}00000" for i in range(n_items)]
         item_names = [f"{SERVICE_ITEMS[i % len(SERVICE_ITEMS)]}（{i // len(SERVICE_ITEMS) + 1}）" for i in range(n_items)]
         self.item_price = np.round(np.exp(np.random.default_rng(7).normal(3.0, 1.0, n_items)), 2)
+        self.item_cdf = np.cumsum(1.0 / (np.random.default_rng(8).permutation(n_items) + 1.0))  # --history: Zipf
         self.n_prod = cat.n_products
         self.codes = pa.array(list(cat.prod_code) + item_codes, pa.string())  # products, then service items
         self.names = pa.array(list(cat.prod_name) + item_names, pa.string())
@@ -243,7 +277,10 @@ def _dict(dictionary: pa.Array, idx, mask=None) -> pa.Array:
     return pa.DictionaryArray.from_arrays(ind, dictionary).cast(pa.string())
 
 
-def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, st: Static, rng, offsets: dict) -> pa.Table:
+def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, st: Static, rng, offsets: dict,
+               hrng=None) -> pa.Table:
+    """One chunk of lines; ``hrng`` (a second generator) turns on --history: it only adds draws and
+    overrides, so the main generator's stream and the default output are unchanged without it."""
     # ---- encounter structure --------------------------------------------------------------
     E0 = n // 5 + 10
     inst = _sample_cdf(pop.inst_cdf, rng.random(E0))
@@ -265,14 +302,28 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, st: Static
 
     # ---- encounter attributes --------------------------------------------------------------
     patient = _sample_cdf(pop.cdf, rng.random(E))
+    if hrng is not None:
+        # a second registration of the previous encounter's patient at the same time (ties across encounters)
+        dup = hrng.random(E) < 0.02
+        dup[0] = False
+        src = np.maximum.accumulate(np.where(dup, 0, np.arange(E)))
+        patient = patient[src]
+        home = hrng.random(E) < 0.65  # the patient's home hospital / pharmacy (same kind of institution)
+        inst = np.where(home, np.where(pop.pharmacy[inst], pop.home_pharm[patient], pop.home_hosp[patient]), inst)
     combo = pop.combo[patient]
     group = np.empty(E, dtype=np.int64)
     for c in range(9):
         m = combo == c
         if m.any():
             group[m] = rng.choice(len(GROUPS), size=int(m.sum()), p=GROUP_W[c])
+    if hrng is not None:
+        chronic = hrng.random(E) < 0.5  # an encounter for the patient's chronic condition
+        group = np.where(chronic, pop.chronic_group[patient], group)
     ncat = st.ncat[group]
     main_cat = st.gcat[group, np.floor(ncat * rng.random(E) ** 2.2).astype(np.int64)]
+    if hrng is not None:
+        main_cat = np.where(chronic, st.gcat[group, np.floor(ncat * pop.chronic_u[patient] ** 2.2).astype(np.int64)],
+                            main_cat)
     n_sec = rng.choice(4, size=E, p=[0.35, 0.35, 0.20, 0.10])
     parts = []
     for j in range(4):
@@ -297,6 +348,9 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, st: Static
 
     day = rng.integers(0, 365, size=E)
     secs = rng.integers(7 * 3600 + 1800, 20 * 3600, size=E)
+    if hrng is not None:
+        secs = secs // 600 * 600  # 10-minute slots
+        day, secs = day[src], secs[src]
     begn_us = ((Y2025 - EPOCH).astype(np.int64) + day) * 86_400_000_000 + secs * 1_000_000
     doc = np.floor(rng.random(E) * pop.n_docs[inst]).astype(np.int64)
     e_off, r_off, l_off = offsets["enc"], offsets["rx"], offsets["line"]
@@ -308,7 +362,8 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, st: Static
     le = rx_enc[line_rx]
     lp = patient[le]
     lmt = mt[le]
-    service = (rng.random(n) < 0.05) & (lmt != 4)
+    u_service = rng.random(n)
+    service = (u_service < (0.05 if hrng is None else HISTORY_SERVICE_SHARE)) & (lmt != 4)
     u = rng.random(n)
     lcat = main_cat[le]
     lgroup = group[le]
@@ -324,6 +379,13 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, st: Static
     fee_us = begn_us[le] + np.where(lmt == 3,  # inpatient: one prescription a day
                                     rx_ord[line_rx] * 86_400_000_000 + rng.integers(0, 10 * 3600, n) * 1_000_000,
                                     rng.integers(0, 90 * 60, n) * 1_000_000)
+    if hrng is not None:  # most prescriptions billed at one time: ties on fee_ocur_time
+        rx_tie = hrng.random(R) < 0.7
+        rx_mt = mt[rx_enc]
+        rx_time = begn_us[rx_enc] + np.where(rx_mt == 3, rx_ord * 86_400_000_000 - (secs[rx_enc] - 8 * 3600) * 1_000_000,
+                                             rx_ord * 600_000_000)
+        fee_us = np.where(rx_tie[line_rx], rx_time[line_rx], fee_us)
+        no_time = hrng.random(n) < 0.003
     fday = fee_us // 86_400_000_000 - (st.cal0 - EPOCH).astype(np.int64)
     age = (st.cal_y[fday] - st.birth_y[lp]
            - ((st.cal_m[fday] * 100 + st.cal_d[fday]) < (st.birth_m[lp] * 100 + st.birth_d[lp])))
@@ -339,6 +401,8 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, st: Static
 
     prod = cat.prod_start[drug] + np.floor(rng.random(n) * cat.prod_count[drug]).astype(np.int64)
     item = rng.integers(st.n_items, size=n)
+    if hrng is not None:
+        item = _sample_cdf(st.item_cdf, hrng.random(n))
     code_idx = np.where(service, st.n_prod + item, prod)
     list_type = _dict(pa.array(["101", "201"]), service.astype(np.int64))
 
@@ -392,7 +456,7 @@ def make_chunk(n: int, cat: Catalogue, pools: Pools, pop: Population, st: Static
         "diag_codes": _dict(diag, le),
         "feedetl_sn": _ids("FD", l_off + np.arange(n) + 1, 16),
         "rxno": _dict(rxno_r, line_rx, mask=service),
-        "fee_ocur_time": pa.array(fee_us, pa.timestamp("us")),
+        "fee_ocur_time": pa.array(fee_us, pa.timestamp("us"), mask=None if hrng is None else no_time),
         "med_list_codg": _dict(st.codes, code_idx),
         "hilist_name": _dict(st.names, code_idx),
         "list_type": list_type,
@@ -462,11 +526,11 @@ def icd_arrays(by_cat: dict) -> tuple:
 
 
 def generate(n_lines: int, n_drugs: int, seed: int, out: Path, chunk_lines: int = 1_000_000,
-             icd_path: str | None = None, row_group: int = 1_000_000) -> dict:
+             icd_path: str | None = None, row_group: int = 1_000_000, history: bool = False) -> dict:
     t0 = time.perf_counter()
     cat = build_catalogue(n_drugs, seed)
     pools = Pools(cat)
-    pop = Population(n_lines, seed)
+    pop = Population(n_lines, seed, history)
     by_cat, icd_source = load_icd(icd_path)
     st = Static(cat, pools, pop, icd_arrays(by_cat))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -477,7 +541,8 @@ def generate(n_lines: int, n_drugs: int, seed: int, out: Path, chunk_lines: int 
         while done < n_lines:
             n = min(chunk_lines, n_lines - done)
             rng = np.random.default_rng([seed, 100, chunk])
-            table = make_chunk(n, cat, pools, pop, st, rng, offsets)
+            hrng = np.random.default_rng([seed, 200, chunk]) if history else None
+            table = make_chunk(n, cat, pools, pop, st, rng, offsets, hrng)
             writer.write_table(table, row_group_size=row_group)
             done += n
             chunk += 1
@@ -485,7 +550,7 @@ def generate(n_lines: int, n_drugs: int, seed: int, out: Path, chunk_lines: int 
     secs = time.perf_counter() - t0
     return {"script": "gen_claims", "rows": n_lines, "drugs": n_drugs, "products": cat.n_products, "seed": seed,
             "encounters": offsets["enc"], "prescriptions": offsets["rx"], "seconds": round(secs, 2),
-            "lines_per_s": round(n_lines / secs), "bytes": out.stat().st_size,
+            "lines_per_s": round(n_lines / secs), "bytes": out.stat().st_size, "history": history,
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "icd_source": icd_source,
             "out": str(out)}
 
@@ -500,13 +565,16 @@ def main(argv=None):
     ap.add_argument("--row-group", type=int, default=1_000_000, help="Parquet row-group size")
     ap.add_argument("--icd", help="ICD-10 CSV (diag_code,diag_name); default: the shared national list when "
                     "present, else benches/icd10_sample.csv")
+    ap.add_argument("--history", action="store_true",
+                    help="patient histories for the cross-line benchmark (see above); default output unchanged")
     ap.add_argument("--make-icd-sample", action="store_true",
                     help="(maintenance) rewrite benches/icd10_sample.csv from the shared national list and exit")
     a = ap.parse_args(argv)
     if a.make_icd_sample:
         print(json.dumps({"script": "gen_claims", "icd_sample_rows": write_icd_sample()}))
         return
-    print(json.dumps(generate(a.lines, a.drugs, a.seed, a.out, a.chunk_lines, a.icd, a.row_group), ensure_ascii=False))
+    print(json.dumps(generate(a.lines, a.drugs, a.seed, a.out, a.chunk_lines, a.icd, a.row_group, a.history),
+                     ensure_ascii=False))
 
 
 if __name__ == "__main__":
