@@ -127,7 +127,7 @@ def needed_columns(rules) -> dict[str, list[str]]:
     """Claim column -> codes of the rules that read it."""
     need: dict[str, list[str]] = {n: ["(every line)"] for n in LINE_IDENTITY}
     for r in rules:
-        for f in r.fields_used():
+        for f in r.fields_used() | r.window_fields():
             for col in DERIVED_INPUTS.get(f, (f,)):
                 if col in CLAIM_FIELDS:
                     need.setdefault(col, []).append(r.code)

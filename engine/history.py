@@ -158,6 +158,11 @@ class CrossLineRule:
             li = np.flatnonzero(good).astype(np.int64)
             return li, np.zeros(li.size, np.int64), np.ones(li.size, np.int8)
         side = self.rule.lookup.side
+        if side != "either":  # one side: the pairs usually come out unique and in (line, row) order already
+            line, row = self._matches(lines, side, good, cache)
+            combined = line * max(len(self.table), 1) + row
+            if not combined.size or bool(np.all(combined[1:] > combined[:-1])):
+                return line, row, np.full(line.size, 1 if side == "key" else 2, np.int8)
         wanted = ("key", "partner") if side == "either" else (side,)
         parts = []
         for s in wanted:
@@ -267,6 +272,7 @@ class CrossLineRule:
         count = np.zeros(ql.size, np.int64)
         known = q_known.copy()
         ok = placed & good
+        q_perm = None
         for side, bit in (("key", 1), ("partner", 2)):
             if side not in self.indexes:
                 continue
@@ -280,8 +286,9 @@ class CrossLineRule:
             if not looks.any():
                 continue
             m_line, m_row = self._matches(lines, side, ok, cache)
-            ranges = _Ranges(order, m_line, _combine(m_row, group[m_line]), ql, _combine(ev.pair_row, group[ql]),
-                             q_known)
+            q_key = _combine(ev.pair_row, group[ql])
+            q_perm = np.argsort(q_key) if q_perm is None else q_perm
+            ranges = _Ranges(order, m_line, _combine(m_row, group[m_line]), ql, q_key, q_known, q_perm)
             lo, hi = ranges.bounds(whole=not strict, strict=strict)
             if rolling is not None:
                 lo, r_known = ranges.rolling(lo, rolling)
@@ -310,8 +317,10 @@ def _combine(value: np.ndarray, group: np.ndarray) -> np.ndarray:
 class _Ranges:
     """Members sorted by (key, total order); per query line the bounds of its group among them."""
 
-    def __init__(self, order: "TotalOrder", m_line, m_key, q_line, q_key, q_known):
+    def __init__(self, order: "TotalOrder", m_line, m_key, q_line, q_key, q_known, q_perm=None):
         self.order = order
+        # queries visited in key order make every binary search below walk the members front to back
+        self.q_perm = np.argsort(q_key) if q_perm is None else q_perm
         rank = order.rank
         m_rank = rank[m_line]
         perm = np.lexsort((m_rank, m_key))
@@ -320,19 +329,26 @@ class _Ranges:
         self.q_line, self.q_key, self.q_known = q_line, q_key, q_known
         self.q_rank = rank[q_line]
         self.q_day = order.day[q_line]
-        # group keys are dense-ranked so (group, rank) fits one int64 sort key
-        uniq = np.unique(np.concatenate([self.m_key, q_key]))
-        self.m_g = np.searchsorted(uniq, self.m_key)
-        self.q_g = np.searchsorted(uniq, q_key)
+        # groups numbered densely in sorted order (one pass: the members are sorted), so that
+        # (group, rank) fits one int64 sort key; a query's group is found among the members' keys,
+        # -1 when no member shares it (its ranges are then empty)
+        n = self.m_key.size
+        change = np.ones(n, bool)
+        change[1:] = self.m_key[1:] != self.m_key[:-1]
+        self.m_g = np.cumsum(change) - 1
+        pos = np.minimum(_search(self.m_key, q_key, "left", self.q_perm), max(n - 1, 0))
+        found = (self.m_key[pos] == q_key) if n else np.zeros(q_key.size, bool)
+        self.q_g = np.where(found, self.m_g[pos] if n else 0, -1)
         self.span = order.n + 1
         self.m_pos = self.m_g * self.span + self.m_rank
 
     def bounds(self, whole: bool, strict: bool):
-        start = np.searchsorted(self.m_pos, self.q_g * self.span, "left")
+        p = self.q_perm
+        start = _search(self.m_pos, self.q_g * self.span, "left", p)
         if whole:
-            end = np.searchsorted(self.m_pos, (self.q_g + 1) * self.span, "left")
+            end = _search(self.m_pos, (self.q_g + 1) * self.span, "left", p)
         else:
-            end = np.searchsorted(self.m_pos, self.q_g * self.span + self.q_rank, "left" if strict else "right")
+            end = _search(self.m_pos, self.q_g * self.span + self.q_rank, "left" if strict else "right", p)
         return start, end
 
     def rolling(self, lo, days: V):
@@ -344,7 +360,15 @@ class _Ranges:
         first_day = self.q_day.astype(np.int64) - n_days + 1
         # members with day > this line's day minus N (days sorted within a patient's group)
         target = self.q_g * (1 << 24) + (np.maximum(first_day, -(1 << 23) + 1) + (1 << 23))
-        return np.maximum(lo, np.searchsorted(day_pos, target, "left")), known
+        return np.maximum(lo, _search(day_pos, target, "left", self.q_perm)), known
+
+
+def _search(haystack: np.ndarray, needles: np.ndarray, side: str, perm: np.ndarray) -> np.ndarray:
+    """``searchsorted`` with the needles taken in ``perm`` order (by group): binary searches in that order
+    walk the haystack front to back, several times faster on large inputs than random order."""
+    out = np.empty(needles.size, np.int64)
+    out[perm] = np.searchsorted(haystack, needles[perm], side)
+    return out
 
 
 def _aggregates(wanted: set, r: _Ranges, lo, hi, known, lines: LineColumns, engine) -> dict:
