@@ -448,9 +448,11 @@ class TotalOrder:
             known = t.known
         self.datable = np.asarray(known, bool)
         self.day = np.floor_divide(micros, MICROS_PER_DAY).astype(np.int32)
-        psn = _codes(lines, "psn_no")
-        keys = (_text_rank(lines, "feedetl_sn"), _text_rank(lines, "mdtrt_id"), micros, psn)
-        perm = np.lexsort(keys)
+        # Arrow's multi-key sort compares the id strings only where patient and time tie, instead of
+        # ranking every distinct id string first
+        keys = pa.table({"p": _codes(lines, "psn_no"), "t": micros, "m": _texts(lines, "mdtrt_id"),
+                         "s": _texts(lines, "feedetl_sn")})
+        perm = _sort_nulls_first(keys, "ptms")
         self.rank = np.empty(self.n, np.int64)
         self.rank[perm] = np.arange(self.n)
         self._groups: dict = {}
@@ -485,16 +487,21 @@ def _codes(lines: LineColumns, name: str) -> np.ndarray:
     return col.codes.astype(np.int64) if col is not None else np.full(lines.n, -1, np.int64)
 
 
-def _text_rank(lines: LineColumns, name: str) -> np.ndarray:
-    """Per line, the rank of its text in code-point order (-1 for a missing value, which sorts first)."""
+def _sort_nulls_first(table: pa.Table, columns) -> np.ndarray:
+    try:  # pyarrow ≥ 25 takes the null placement per key
+        idx = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_start") for c in columns])
+    except (TypeError, ValueError, pa.ArrowInvalid):
+        idx = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in columns], null_placement="at_start")
+    return idx.to_numpy()
+
+
+def _texts(lines: LineColumns, name: str) -> pa.Array:
+    """A text field's (trimmed) values as an Arrow string array; missing values are null (sort first)."""
     col = lines.get(name)
     if col is None:
-        return np.full(lines.n, -1, np.int64)
-    order = pc.sort_indices(pa.array(col.dictionary, pa.string())).to_numpy()
-    rank = np.empty(len(col.dictionary) + 1, np.int64)
-    rank[order] = np.arange(len(order))
-    rank[-1] = -1
-    return rank[col.codes]
+        return pa.nulls(lines.n, pa.string())
+    codes = pa.array(col.codes, mask=col.codes < 0)
+    return pa.DictionaryArray.from_arrays(codes, pa.array(col.dictionary, pa.string())).dictionary_decode()
 
 
 def _period(scope: str, day: np.ndarray) -> np.ndarray:
