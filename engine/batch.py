@@ -216,8 +216,9 @@ class BatchEngine:
         rows = np.concatenate(self._collected) if self._collected else np.zeros(0, np.int64)
         if not rows.size:
             return hits
-        sub = LineColumns(table.take(pa.array(rows, pa.int64())))
-        order, cache, parts = TotalOrder(sub), {}, [hits]
+        rows = rows[TotalOrder.of_rows(table, rows)]  # the collected lines in total order (see TotalOrder)
+        sub = LineColumns(table.take(pa.array(rows, pa.int64())), self.kernels)
+        order, cache, parts = TotalOrder(sub, presorted=True), {}, [hits]
         for rule in self.cross_rules:
             for h in rule.resolve(sub, order, cache):
                 if h is not None and len(h):
@@ -388,7 +389,8 @@ class BatchEngine:
         rows, sub = self._cross
         hit_rows = np.unique(hits.line[np.isin(hits.rule, list(cross))])
         psn = sub.table.column("psn_no") if "psn_no" in sub.table.column_names else None
-        pos = np.searchsorted(rows, hit_rows)  # collected rows are in table order
+        by_row = np.argsort(rows)  # collected rows are in total order, not table order
+        pos = by_row[np.searchsorted(rows[by_row], hit_rows)]
         if psn is not None:
             wanted = pc.is_in(psn, value_set=pc.unique(psn.take(pa.array(pos, pa.int64()))))
             picked = np.flatnonzero(wanted.to_numpy(zero_copy_only=False) & ~sub.bad)

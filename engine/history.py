@@ -323,7 +323,10 @@ class _Ranges:
         self.q_perm = np.argsort(q_key) if q_perm is None else q_perm
         rank = order.rank
         m_rank = rank[m_line]
-        perm = np.lexsort((m_rank, m_key))
+        if m_rank.size < 2 or bool(np.all(m_rank[1:] >= m_rank[:-1])):  # members built in total order
+            perm = np.argsort(m_key, kind="stable")
+        else:
+            perm = np.lexsort((m_rank, m_key))
         self.m_line, self.m_key, self.m_rank = m_line[perm], m_key[perm], m_rank[perm]
         self.m_day = order.day[self.m_line]
         self.q_line, self.q_key, self.q_known = q_line, q_key, q_known
@@ -437,7 +440,18 @@ def _previous_same(r: _Ranges, col) -> np.ndarray:
 class TotalOrder:
     """Each candidate line's rank in (patient, time, encounter id, line id) and its groups per scope."""
 
-    def __init__(self, lines: LineColumns):
+    ORDER_FIELDS = ("psn_no", "fee_ocur_time", "mdtrt_id", "feedetl_sn")
+
+    @classmethod
+    def of_rows(cls, table: pa.Table, rows: np.ndarray) -> np.ndarray:
+        """The permutation that puts ``rows`` of ``table`` in total order, from the order fields alone.
+        Lines taken in that order have rank = position, so every member list built in line order is
+        already in total order and needs only a stable sort by its group key."""
+        present = [c for c in cls.ORDER_FIELDS if c in table.column_names]
+        keys = LineColumns(table.select(present).take(pa.array(rows, pa.int64())))
+        return np.argsort(cls(keys).rank, kind="stable")
+
+    def __init__(self, lines: LineColumns, presorted: bool = False):
         self.lines = lines
         self.n = lines.n
         t = lines.get("fee_ocur_time")
@@ -450,11 +464,14 @@ class TotalOrder:
         self.day = np.floor_divide(micros, MICROS_PER_DAY).astype(np.int32)
         # Arrow's multi-key sort compares the id strings only where patient and time tie, instead of
         # ranking every distinct id string first
-        keys = pa.table({"p": _codes(lines, "psn_no"), "t": micros, "m": _texts(lines, "mdtrt_id"),
-                         "s": _texts(lines, "feedetl_sn")})
-        perm = _sort_nulls_first(keys, "ptms")
-        self.rank = np.empty(self.n, np.int64)
-        self.rank[perm] = np.arange(self.n)
+        if presorted:
+            self.rank = np.arange(self.n, dtype=np.int64)
+        else:
+            keys = pa.table({"p": _codes(lines, "psn_no"), "t": micros, "m": _texts(lines, "mdtrt_id"),
+                             "s": _texts(lines, "feedetl_sn")})
+            perm = _sort_nulls_first(keys, "ptms")
+            self.rank = np.empty(self.n, np.int64)
+            self.rank[perm] = np.arange(self.n)
         self._groups: dict = {}
 
     def groups(self, scope: str):
