@@ -440,7 +440,8 @@ def _previous_same(r: _Ranges, col) -> np.ndarray:
 class TotalOrder:
     """Each candidate line's rank in (patient, time, encounter id, line id) and its groups per scope."""
 
-    ORDER_FIELDS = ("psn_no", "fee_ocur_time", "mdtrt_id", "feedetl_sn")
+    # (the national code too: without it LineColumns would quarantine every row of the key table)
+    ORDER_FIELDS = ("psn_no", "fee_ocur_time", "mdtrt_id", "feedetl_sn", "med_list_codg")
 
     @classmethod
     def of_rows(cls, table: pa.Table, rows: np.ndarray) -> np.ndarray:
@@ -464,6 +465,7 @@ class TotalOrder:
         self.day = np.floor_divide(micros, MICROS_PER_DAY).astype(np.int32)
         # Arrow's multi-key sort compares the id strings only where patient and time tie, instead of
         # ranking every distinct id string first
+        self.presorted = presorted
         if presorted:
             self.rank = np.arange(self.n, dtype=np.int64)
         else:
@@ -495,7 +497,13 @@ class TotalOrder:
         combined = np.zeros(self.n, np.int64)
         for p in parts:
             combined = combined * (int(p.max(initial=0)) + 2) + (p + 1)
-        _, dense = np.unique(combined, return_inverse=True)
+        if self.presorted and scope not in ("encounter", "prescription", "institution"):
+            # (patient, calendar period) follows the total order: its lines are contiguous
+            change = np.ones(self.n, bool)
+            change[1:] = combined[1:] != combined[:-1]
+            dense = np.cumsum(change) - 1
+        else:
+            _, dense = np.unique(combined, return_inverse=True)
         return np.where(known, dense, -1).astype(np.int64), known
 
 
