@@ -163,6 +163,44 @@ def write_outputs(result: ImportResult, out: str | Path, table_name: str | None 
     return {"table": out, "rejects": rejects, "rules": rules}
 
 
+def supersede(result: ImportResult, out: str | Path, effective_from: dt.date | None) -> tuple[int, int]:
+    """Keep the table already at ``out`` as the earlier version: its rows still open on ``effective_from``
+    end the day before, rows that would only start then are dropped (the new batch replaces them), and
+    the new batch's rows follow. Rules then evaluate each claim against the version in force on its date
+    of service. Returns (rows closed, rows dropped)."""
+    out = Path(out)
+    if effective_from is None:
+        raise KbImportError("--supersede needs --effective-from: the day the new batch takes over")
+    if not out.exists():
+        return 0, 0
+    if out.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+        old = pq.read_table(out).to_pylist()
+    else:
+        import csv
+        with out.open(encoding="utf-8-sig", newline="") as fh:
+            old = list(csv.DictReader(fh))
+    day_before = effective_from - dt.timedelta(days=1)
+    kept, closed, dropped = [], 0, 0
+    for row in old:
+        start, end = _as_date(row.get("effective_from")), _as_date(row.get("effective_to"))
+        if start is not None and start >= effective_from:
+            dropped += 1
+            continue
+        if end is None or end >= effective_from:
+            row = dict(row, effective_to=day_before)
+            closed += 1
+        kept.append(row)
+    result.rows = kept + list(result.rows)
+    return closed, dropped
+
+
+def _as_date(v):
+    if v is None or v == "":
+        return None
+    return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)[:10])
+
+
 def table_snippet(result: ImportResult, file_name: str, name: str) -> str:
     """The ``table`` declaration of the written file, for a rule set to include."""
     width = max(len(c.name) for c in result.columns)

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from claimaudit.connectors.kb_diff import DiffResult, diff_tables
-from claimaudit.connectors.kb_import import KINDS, KbImportError, import_batch, write_outputs
+from claimaudit.connectors.kb_import import KINDS, KbImportError, import_batch, supersede, write_outputs
 from claimaudit.connectors.kb_read import parse_date
 
 EXIT_USAGE = 2
@@ -63,7 +63,10 @@ def kb():
                    "insutype:工伤=410 or med_type:住院=21,22. Repeatable.")
 @click.option("--child-under", type=click.IntRange(min=1), default=18, show_default=True,
               help="儿童 means younger than this many years.")
-def import_(kind, files, out_path, batch, effective_from, effective_to, table_name, code_maps, child_under):
+@click.option("--supersede", "as_new_version", is_flag=True, help="Keep the table already at -o as the earlier version: its open "
+              "rows end the day before --effective-from and the new batch's rows are added.")
+def import_(kind, files, out_path, batch, effective_from, effective_to, table_name, code_maps, child_under,
+            as_new_version):
     """Import national batch FILES (.xlsx or .csv) of one --kind into a knowledge table.
 
     Kinds: drug_restriction (限定表 + 代码表), item_restriction, duplicate_charge, frequency_limit,
@@ -72,6 +75,7 @@ def import_(kind, files, out_path, batch, effective_from, effective_to, table_na
     try:
         result = import_batch(kind, files, batch=batch, effective_from=effective_from, effective_to=effective_to,
                               child_under=child_under, code_maps=code_maps)
+        superseded = supersede(result, out_path, effective_from) if as_new_version else None
         paths = write_outputs(result, out_path, table_name)
     except (KbImportError, OSError) as e:
         _fail(str(e))
@@ -83,6 +87,9 @@ def import_(kind, files, out_path, batch, effective_from, effective_to, table_na
     click.echo(f"{paths['table']}: {len(result.rows)} row(s) of {kind} from {result.data_rows} data row(s) in "
                f"{'; '.join(result.sheets)}, batch {result.batch}" + "".join(f", {s}" for s in skipped))
     click.echo(f"{paths['rules']}: table declaration")
+    if superseded is not None:
+        click.echo(f"superseded the earlier version: {superseded[0]} row(s) end on the day before "
+                   f"{effective_from}, {superseded[1]} not-yet-effective row(s) replaced")
     _report_rejects(result.rejects, paths["rejects"])
 
 

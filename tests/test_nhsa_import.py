@@ -64,3 +64,35 @@ def test_imported_batch_feeds_the_pack_and_findings_cite_it(tmp_path, table, kin
                 assert f.knowledge.text == row["text"] and row["text"]
                 cited += 1
     assert cited
+
+
+def test_a_newer_batch_supersedes_the_table_by_date_of_service(tmp_path):
+    """Batch 7 takes over on 2027-01-01: claims before that date are judged by the earlier version."""
+    pack = tmp_path / "nhsa"
+    shutil.copytree(NHSA, pack)
+    seed = NHSA / "knowledge" / "seeds" / "drug_gend.csv"
+    with seed.open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    text_col = rows[0].index("药品说明")
+    newer = [rows[0]] + [r[:text_col] + [r[text_col] + "（2027版修订）"] + r[text_col + 1:] for r in rows[1:]]
+    path = tmp_path / "batch7.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(newer)
+    out = pack / "knowledge" / "drug_gend.csv"
+    result = CliRunner().invoke(main, ["kb", "import", "--kind", "drug_restriction", str(path), "-o", str(out),
+                                       "--batch", BATCH, "--effective-from", "2027-01-01", "--supersede"])
+    assert result.exit_code == 0, result.output
+    assert "superseded the earlier version" in result.output
+    rs = load_ruleset(pack)
+    assert rs.ok, rs.render_diagnostics()
+    rule = next(r for r in rs.rules if r.lookup is not None and r.lookup.table == "drug_gend")
+    ex = next(e for e in rule.examples if e.expect_flagged)
+    import datetime as dt
+
+    def cited(day):
+        lines = [dict(l, fee_ocur_time=dt.datetime.combine(day, dt.time(9))) for l in example_lines(ex)]
+        return {(f.knowledge.source.split(" ")[0], f.knowledge.text) for f in
+                ReferenceEngine(rs, rule_codes=[rule.code]).run(lines) if f.outcome == VIOLATION}
+    before, after = cited(dt.date(2026, 6, 1)), cited(dt.date(2027, 6, 1))
+    assert before and all(not src.startswith(BATCH) and "2027版" not in text for src, text in before)
+    assert after and all(src.startswith(BATCH) and text.endswith("（2027版修订）") for src, text in after)
