@@ -28,9 +28,7 @@ from claimaudit.engine.testing import example_lines
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "rulesets" / "demo_history"
 BACKENDS = kernels.available()
-_ARROW = {"text": pa.string(), "number": pa.float64(), "date": pa.date32(), "datetime": pa.timestamp("s"),
-          "list": pa.list_(pa.string())}
-SCHEMA = pa.schema([(n, _ARROW[f.type]) for n, f in CLAIM_FIELDS.items()])
+from claims_schema import SCHEMA  # noqa: E402
 
 
 @pytest.fixture(scope="module")

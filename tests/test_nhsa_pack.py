@@ -12,7 +12,6 @@ import pytest
 
 from claimaudit.connectors.kb_import import import_batch, write_outputs
 from claimaudit.dsl.ruleset import load_ruleset
-from claimaudit.dsl.schema import CLAIM_FIELDS
 from claimaudit.engine import kernels
 from claimaudit.engine.batch import BatchEngine
 from claimaudit.engine.inline import Screener
@@ -23,9 +22,7 @@ from claimaudit.engine.testing import example_lines, run_examples
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "rulesets" / "nhsa"
 BACKENDS = kernels.available()
-_ARROW = {"text": pa.string(), "number": pa.float64(), "date": pa.date32(), "datetime": pa.timestamp("s"),
-          "list": pa.list_(pa.string())}
-SCHEMA = pa.schema([(n, _ARROW[f.type]) for n, f in CLAIM_FIELDS.items()])
+from claims_schema import SCHEMA  # noqa: E402
 
 OFFICIAL = {  # framework 1.0 rule code -> class name
     "GZ10000301004000": "药品区分性别使用",
