@@ -75,6 +75,7 @@ class Profile:
     version: str
     path: str
     settings: dict = field(default_factory=dict)
+    lines: list = field(default_factory=list)  # the file's text, for locating and showing problems
     rules: dict = field(default_factory=dict)  # rule code -> RuleOverride
     exemptions: tuple = ()
 
@@ -105,7 +106,7 @@ def load_profile(path: str | Path) -> tuple[Profile | None, list[Diagnostic]]:
         return Span(str(path), n, 1, n, max(2, len(lines[n - 1]) + 1 if lines else 2))
 
     head = doc.get("profile", {})
-    profile = Profile(str(head.get("name", path.stem)), str(head.get("version", "")), str(path))
+    profile = Profile(str(head.get("name", path.stem)), str(head.get("version", "")), str(path), lines=lines)
     unknown = set(doc) - {"profile", "settings", "rules", "exemptions"}
     for key in sorted(unknown):
         diags.append(Diagnostic("bad_profile", f"unknown section [{key}]", where(rf"\[+{re.escape(key)}\b"),

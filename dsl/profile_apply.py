@@ -17,7 +17,7 @@ def apply_profile(rs, profile) -> None:
         close = difflib.get_close_matches(name, list(rs.settings_used), n=1)
         rs.diagnostics.append(Diagnostic(
             "bad_profile", f"setting '{name}' is not read by any rule of {rs.name}",
-            Span(path, _line_of(rs, path, name), 1, _line_of(rs, path, name), 2),
+            Span(path, _line_of(profile.lines, name), 1, _line_of(profile.lines, name), 2),
             hint=f"did you mean '{close[0]}'?" if close else
             (f"settings: {', '.join(sorted(rs.settings_used))}" if rs.settings_used else "the pack has no settings")))
     for code, override in profile.rules.items():
@@ -38,12 +38,5 @@ def apply_profile(rs, profile) -> None:
     rs.profile = profile
 
 
-def _line_of(rs, path: str, key: str) -> int:
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip().startswith(key):
-                    return n
-    except OSError:
-        pass
-    return 1
+def _line_of(lines: list, key: str) -> int:
+    return next((n for n, line in enumerate(lines, 1) if line.strip().startswith(key)), 1)

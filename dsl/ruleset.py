@@ -63,8 +63,7 @@ def load_ruleset(path: str | Path, profile: str | Path | None = None) -> Ruleset
     if prof is not None:
         from .profile_apply import apply_profile
         apply_profile(rs, prof)
-        if profile is not None:
-            rs.sources[str(profile)] = Path(profile).read_text(encoding="utf-8-sig").split("\n")
+        rs.sources[prof.path] = prof.lines
     return rs
 
 

@@ -60,6 +60,7 @@ class CrossLineRule:
         lk = self.rule.lookup
         self.table = engine.ruleset.tables[lk.table] if lk else None
         self.indexes = {}
+        self._codes_by_column: dict = {}
         if self.table is not None:
             from .batch import _FamilyIndex
             t = self.table
@@ -231,9 +232,14 @@ class CrossLineRule:
         return np.where(v >= 0, v, 0), v >= 0
 
     def _knowledge_codes(self, column: str) -> np.ndarray:
-        seen: dict = {}
-        return np.array([-1 if row.get(column) is None else seen.setdefault(row.get(column), len(seen))
-                         for row in self.table.rows], np.int64)
+        """Dense codes of a knowledge column's values per row (-1 empty); tables never change: once."""
+        codes = self._codes_by_column.get(column)
+        if codes is None:
+            seen: dict = {}
+            codes = self._codes_by_column[column] = np.array(
+                [-1 if row.get(column) is None else seen.setdefault(row.get(column), len(seen))
+                 for row in self.table.rows], np.int64)
+        return codes
 
     def _members(self, ev, lines, order, placed, good, cache):
         """(line, same value) of every line that counts in some window: placed, passing ``where``."""
