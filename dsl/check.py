@@ -485,7 +485,7 @@ def _lower_cross_line(cl: ast.CrossLine, ctx: _Ctx, lookup):
         rolling = lower_expr(cl.scope.rolling, ctx)
         if rolling is not None and rolling.type not in ("number", "quantity:days"):
             ctx.error("type_mismatch", f"'rolling' takes a number of days, got {rolling.type}", cl.scope.rolling.span)
-        if scope not in ("patient", "institution"):
+        if scope is not None and scope not in ("patient", "institution"):  # unknown scope: reported above
             ctx.error("bad_attribute_value", f"'rolling' windows run over a patient's history: write 'within "
                       f"patient rolling …', not '{cl.scope.name} rolling'", cl.scope.span)
         if cl.whole:
