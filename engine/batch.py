@@ -18,7 +18,7 @@ from . import fused
 from . import kernels as kernel_registry
 from .columns import EPOCH, LineColumns
 from .findings import INSUFFICIENT, VIOLATION, Finding
-from .history import CrossLineRule, TotalOrder
+from .history import CrossLineRule, TotalOrder, one_chunk
 from .plan import MATCH_ALL, Family, Plan
 from .reference import ReferenceEngine, effective_window
 from .vector import FamilyEvaluator, NotVectorizable, ParamColumns, V
@@ -216,11 +216,17 @@ class BatchEngine:
         rows = np.concatenate(self._collected) if self._collected else np.zeros(0, np.int64)
         if not rows.size:
             return hits
-        rows = rows[TotalOrder.of_rows(table, rows)]  # the collected lines in total order (see TotalOrder)
-        sub = LineColumns(table.take(pa.array(rows, pa.int64())), self.kernels)
-        order, cache, parts = TotalOrder(sub, presorted=True), {}, [hits]
+        # only the columns the cross-line rules read (the lines were checked by their batch already), each
+        # as one chunk: taking from many chunks of Parquet dictionaries would unify them again per take
+        wanted = self._cross_columns() | {"feedetl_sn"}
+        flat = pa.table({c: one_chunk(table.column(c)) for c in table.column_names if c in wanted})
+        perm, keys = TotalOrder.of_rows(flat, rows, self.kernel_name)
+        rows = rows[perm]  # the collected lines in total order
+        sub = LineColumns(flat.drop_columns(["feedetl_sn"] if "feedetl_sn" not in self._cross_columns() else [])
+                          .take(pa.array(rows, pa.int64())), self.kernels, identity_checked=True)
+        order, cache, parts = TotalOrder(sub, keys), {}, [hits]
         for rule in self.cross_rules:
-            for h in rule.resolve(sub, order, cache):
+            for h in rule.resolve(sub, order, cache, (table, rows)):
                 if h is not None and len(h):
                     parts.append(h)
         late = np.flatnonzero(sub.bad)  # a field only cross-line rules read may hold a value that does not read
@@ -233,7 +239,7 @@ class BatchEngine:
             keep = ~sub.bad[h.line]
             h.line, h.rule, h.point, h.outcome, h.amount = (rows[h.line[keep]], h.rule[keep], h.point[keep],
                                                             h.outcome[keep], h.amount[keep])
-        self._cross = (rows, sub)
+        self._cross = (rows, sub, table)
         out = Hits.concat(parts)
         drop = lines.bad[out.line]
         return Hits(*(getattr(out, f)[~drop] for f in ("line", "rule", "point", "outcome", "amount"))) if drop.any() else out
@@ -383,20 +389,32 @@ class BatchEngine:
             out.append(self.reference.render_hit(rule, by_line[int(hits.line[i])], int(hits.point[i]), outcome))
         return out
 
+    def _cross_columns(self) -> set:
+        """Claim columns the cross-line rules read (the line id only if a rule reads it: the order is
+        already settled)."""
+        from claimaudit.dsl.schema import DERIVED_INPUTS
+        out = {"psn_no", "fee_ocur_time", "mdtrt_id", "med_list_codg"}
+        for rule in self.cross_rules:
+            r = rule.rule
+            for f in r.fields_used() | (r.window_fields() - {"feedetl_sn"}):
+                out.update(DERIVED_INPUTS.get(f, (f,)))
+        return out
+
     def _cross_line_dicts(self, hits: Hits, cross: set, coerce_row) -> dict:
         """The collected lines of the patients with cross-line hits, as the reference's history: rendering
         re-derives each window (its values, involved lines and any reason) with the reference's code."""
-        rows, sub = self._cross
+        rows, sub, table = self._cross
         hit_rows = np.unique(hits.line[np.isin(hits.rule, list(cross))])
-        psn = sub.table.column("psn_no") if "psn_no" in sub.table.column_names else None
         by_row = np.argsort(rows)  # collected rows are in total order, not table order
         pos = by_row[np.searchsorted(rows[by_row], hit_rows)]
+        psn = sub.get("psn_no")
         if psn is not None:
-            wanted = pc.is_in(psn, value_set=pc.unique(psn.take(pa.array(pos, pa.int64()))))
-            picked = np.flatnonzero(wanted.to_numpy(zero_copy_only=False) & ~sub.bad)
+            patients = np.unique(psn.codes[pos])
+            wanted = np.isin(psn.codes, patients[patients >= 0]) | ((psn.codes < 0) & bool((patients < 0).any()))
+            picked = np.flatnonzero(wanted & ~sub.bad)
         else:
             picked = np.flatnonzero(~sub.bad)
-        dicts = [coerce_row(r)[0] for r in sub.table.take(pa.array(picked, pa.int64())).to_pylist()]
+        dicts = [coerce_row(r)[0] for r in table.take(pa.array(rows[picked], pa.int64())).to_pylist()]
         self.reference.use_lines(dicts)
         return {int(rows[i]): d for i, d in zip(picked, dicts)}
 

@@ -211,7 +211,10 @@ def _list_from_text(dictionary: pa.Array):
 class LineColumns:
     """The typed columns of one batch of claim lines; derived values are computed once and cached."""
 
-    def __init__(self, table: pa.Table, kernels=None):
+    def __init__(self, table: pa.Table, kernels=None, identity_checked: bool = False):
+        """``identity_checked``: the rows already passed the line-identity checks (lines taken again from
+        a batch that was read), so a table without those columns is not quarantined whole."""
+        self.identity_checked = identity_checked
         self.table = table
         self.k = kernels if kernels is not None else kernel_registry.backend()
         self.n = table.num_rows
@@ -230,7 +233,7 @@ class LineColumns:
         for name, info in CLAIM_FIELDS.items():
             if name in present and info.type != "text" and not _is_native(info.type, self.table.column(name).type):
                 self.cols[name] = self._read(name, info.type, self.table.column(name))
-        for name in LINE_IDENTITY:
+        for name in () if self.identity_checked else LINE_IDENTITY:
             if name in present:
                 missing = _null_or_blank(_chunked(self.table.column(name)), self.k)
             else:

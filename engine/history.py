@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 from claimaudit.dsl import ir
 from claimaudit.dsl.units import Quantity
 
-from .columns import MICROS_PER_DAY, LineColumns
+from .columns import MICROS_PER_DAY, LineColumns, _chunk_codes, _dictionary_column
+from . import kernels as kernel_registry
 from .kernels import window as window_kernels
 from .vector import FamilyEvaluator, NotVectorizable, V
 
@@ -76,32 +77,50 @@ class CrossLineRule:
         """Lines of a batch this rule may look at (as the window's line or as a member / partner)."""
         if self.every_line:
             return good.copy()
-        matched = np.zeros(lines.n, bool)
-        for side in self.indexes:
-            line, _ = self._matches(lines, side, good, cache)
-            matched[line] = True
+        key, starts, _, _ = self._code_entries(lines, cache)
+        has_entry = np.append(np.diff(starts) > 0, False)  # code -1 (null) matches nothing
+        matched = has_entry[key.val]
         matched[self.unknown_keys(lines, good, cache)] = True
         return matched & good
 
-    def _matches(self, lines: LineColumns, side: str, good: np.ndarray, cache: dict):
-        """(line, row) pairs whose lookup key matches the ``side`` column of the table."""
+    def _code_entries(self, lines: LineColumns, cache: dict):
+        """The lookup key's values (dictionary codes per line) and, per distinct code, its knowledge rows
+        with the sides they match (bit 1 key, bit 2 partner), as CSR: (key, starts, rows, flags)."""
         ev = FamilyEvaluator(lines, self.prep["params"], _EMPTY, _EMPTY, self.engine.kernels, cache)
         key = ev.eval(self.rule.lookup.key)
         if key.kind != "text" or key.dom != "line":
             raise NotVectorizable("a lookup key that is not a text field")
-        ck = ("history-dictionary", id(key.dictionary))
+        ck = ("history-code-entries", id(self), id(key.dictionary))
         if ck not in cache:
-            cache[ck] = pa.array(key.dictionary, pa.string())
-        starts, rows = self.indexes[side].candidates(cache[ck])
-        counts = np.append(np.diff(starts), 0)  # code -1 (null) matches nothing
-        codes = key.val
-        per_line = np.where(good, counts[codes], 0)
-        line = np.repeat(np.arange(lines.n, dtype=np.int64), per_line)
-        if not line.size:
-            return line, _EMPTY
-        first = starts[np.where(codes >= 0, codes, 0)][line]
-        run_start = np.repeat(np.cumsum(per_line) - per_line, per_line)
-        return line, rows[first + (np.arange(line.size) - run_start)]
+            dictionary = pa.array(key.dictionary, pa.string())
+            sides = []
+            for side in ("key", "partner"):
+                if side in self.indexes:
+                    starts, rows = self.indexes[side].candidates(dictionary)
+                    sides.append((np.repeat(np.arange(starts.size - 1, dtype=np.int64), np.diff(starts)), rows))
+                else:
+                    sides.append((_EMPTY, _EMPTY))
+            code, row, flag = self._kernels().merge_sides(*(np.ascontiguousarray(a, np.int64) for p in sides for a in p))
+            starts = np.searchsorted(code, np.arange(len(key.dictionary) + 1, dtype=np.int64)).astype(np.int64)
+            cache[ck] = (key, starts, row, flag)  # key kept: its dictionary's id stays its own
+        _, starts, row, flag = cache[ck]
+        return key, starts, row, flag
+
+    def _entries(self, lines, good, cache):
+        """Every (line, row) matched on either side of the table, in (line, row) order, with its side flags."""
+        ck = ("history-entries", id(self))
+        if ck not in cache:
+            key, starts, row, flag = self._code_entries(lines, cache)
+            line, item = self.engine.kernels.expand_pairs(key.val, good, starts, np.arange(row.size, dtype=np.int64))
+            cache[ck] = (line, row[item], flag[item])
+        return cache[ck]
+
+    def _matched(self, lines: LineColumns, side: str, within: np.ndarray, cache: dict):
+        """(line, row) pairs whose lookup key matches the ``side`` column of the table, in line order, for
+        the lines ``within`` (a subset of the good lines)."""
+        line, row, flag = self._entries(lines, ~lines.bad, cache)
+        keep = within[line] & ((flag & (1 if side == "key" else 2)) != 0)
+        return line[keep], row[keep]
 
     def unknown_keys(self, lines: LineColumns, good: np.ndarray, cache: dict) -> np.ndarray:
         if self.table is None:
@@ -110,7 +129,9 @@ class CrossLineRule:
         return np.flatnonzero(good & ~ev.known(ev.eval(self.rule.lookup.key)))
 
     # ---- after the last batch ---------------------------------------------------------------------
-    def resolve(self, lines: LineColumns, order: "TotalOrder", cache: dict):
+    def resolve(self, lines: LineColumns, order: "TotalOrder", cache: dict, source: tuple):
+        """Hits of the rule over ``lines`` (in total order); ``source`` = (table, rows) they were taken from."""
+        self.source = source
         try:
             return self._resolve(lines, order, cache)
         except NotVectorizable as why:
@@ -124,7 +145,8 @@ class CrossLineRule:
         from .findings import VIOLATION
         from .reference import ReferenceEngine
         good = np.flatnonzero(~lines.bad)
-        dicts = [coerce_row(r)[0] for r in lines.table.take(pa.array(good, pa.int64())).to_pylist()]
+        source, rows = self.source  # every column of the lines (the typed ones hold only what rules read)
+        dicts = [coerce_row(r)[0] for r in source.take(pa.array(rows[good], pa.int64())).to_pylist()]
         ref = ReferenceEngine(self.engine.ruleset, rule_codes=[self.rule.code])
         ref.use_lines(dicts)
         out = {"line": [], "point": [], "outcome": [], "amount": []}
@@ -141,58 +163,82 @@ class CrossLineRule:
 
     def _resolve(self, lines: LineColumns, order: "TotalOrder", cache: dict):
         good = ~lines.bad
-        pair_line, pair_row, sides = self._line_pairs(lines, good, cache)
-        ev = HistoryEvaluator(lines, self.prep["params"], pair_line, pair_row, self.engine.kernels, cache)
         group, group_known = order.groups(self.window.scope)
         placed = group_known & order.datable
-        if self.window.kind == "window":
-            ev.window = self._window_values(ev, lines, order, group, placed, good, cache)
+        if self.window.kind != "window" and self._sweepable(order):
+            ev = self._swept_pairs(lines, order, group, placed, good, cache)
         else:
-            ev.window = {"partner": self._partner_values(ev, lines, order, group, placed, good, sides, cache)}
+            ev = self._evaluator(lines, order, group, placed, good, cache)
         hits = self.engine.evaluate_numpy(self.prep, ev, lines)
         unknown = self.unknown_keys(lines, good, cache)
         return hits, (self.engine._unknown_key_hits(self.prep, unknown) if unknown.size else None)
 
+    def _sweepable(self, order) -> bool:
+        """Pairs are found in one pass over the lines when the scope's groups are contiguous in the total
+        order (a patient and a period, or the patient), unless a rolling window spans the whole group."""
+        w = self.window
+        return order.contiguous(w.scope) and (w.rolling_days is None or w.looks_back or w.unordered)
+
+    def _swept_pairs(self, lines, order, group, placed, good, cache):
+        """Pair and requires rules by ``pair_sweep`` (kernels/_window.pyx) over the lines' (row, side)
+        entries in total order; the lines the rule evaluates are those matched on its lookup side."""
+        w = self.window
+        line, row, flag = self._entries(lines, good, cache)
+        side = self.rule.lookup.side
+        query = flag & {"key": 1, "partner": 2, "either": 3}[side] != 0
+        ev = HistoryEvaluator(lines, self.prep["params"], line[query], row[query], self.engine.kernels, cache)
+        known = placed[ev.pair_line]
+        first_day = _EMPTY
+        if w.rolling_days is not None:
+            rolling_known, q_first = _first_days(self._rolling_days(ev), order.day[ev.pair_line])
+            known &= rolling_known
+            first_day = np.full(line.size, np.iinfo(np.int64).min, np.int64)
+            first_day[query] = q_first
+        looks = 2 if w.kind == "pair" and w.unordered else (1 if w.kind == "requires" else 0)
+        k = self._kernels()
+        # a line's group is -1 exactly when it is not placed (see TotalOrder._group)
+        partner = k.pair_sweep(line, row, flag, group, (placed & good).view(np.uint8), order.day64, first_day,
+                               looks, int(bool(w.looks_back or w.unordered)))
+        ev.window = {"partner": V("bool", "pair", partner[query].astype(bool), known)}
+        return ev
+
+    def _evaluator(self, lines, order, group, placed, good, cache):
+        """The general path: windows, and pairs over groups that are not contiguous (per encounter, per
+        prescription, per institution), by runs of members sorted per group (``_Runs``)."""
+        pair_line, pair_row, sides = self._line_pairs(lines, good, cache)
+        ev = HistoryEvaluator(lines, self.prep["params"], pair_line, pair_row, self.engine.kernels, cache)
+        if self.window.kind == "window":
+            ev.window = self._window_values(ev, lines, order, group, placed, good, cache)
+        else:
+            ev.window = {"partner": self._partner_values(ev, lines, order, group, placed, good, sides, cache)}
+        return ev
+
     def _line_pairs(self, lines, good, cache):
-        """(line, row, matched-side flags) of the lines the rule evaluates; flags bit 1 key, bit 2 partner."""
+        """(line, row, matched-side flags) of the lines the rule evaluates, in (line, row) order without
+        repeats; flags bit 1 key, bit 2 partner."""
         if self.table is None:
             li = np.flatnonzero(good).astype(np.int64)
             return li, np.zeros(li.size, np.int64), np.ones(li.size, np.int8)
-        side = self.rule.lookup.side
-        if side != "either":  # one side: the pairs usually come out unique and in (line, row) order already
-            line, row = self._matches(lines, side, good, cache)
-            combined = line * max(len(self.table), 1) + row
-            if not combined.size or bool(np.all(combined[1:] > combined[:-1])):
-                return line, row, np.full(line.size, 1 if side == "key" else 2, np.int8)
-        wanted = ("key", "partner") if side == "either" else (side,)
-        parts = []
-        for s in wanted:
-            line, row = self._matches(lines, s, good, cache)
-            parts.append((line, row, np.full(line.size, 1 if s == "key" else 2, np.int8)))
-        line = np.concatenate([p[0] for p in parts])
-        row = np.concatenate([p[1] for p in parts])
-        flag = np.concatenate([p[2] for p in parts])
-        n_rows = max(len(self.table), 1)
-        combined = line * n_rows + row
-        uniq, inverse = np.unique(combined, return_inverse=True)
-        flags = np.zeros(uniq.size, np.int8)
-        np.bitwise_or.at(flags, inverse, flag)
-        return uniq // n_rows, uniq % n_rows, flags
+        line, row, flag = self._entries(lines, good, cache)
+        keep = (flag & {"key": 1, "partner": 2, "either": 3}[self.rule.lookup.side]) != 0
+        return line[keep], row[keep], flag[keep]
 
     # ---- windows ----
     def _window_values(self, ev, lines, order, group, placed, good, cache) -> dict:
         w = self.window
         same_l, same_known = self._same_of_pairs(ev, lines)
         m_line, m_same = self._members(ev, lines, order, placed, good, cache)
-        ql, qgroup = ev.pair_line, group[ev.pair_line]
+        ql = ev.pair_line
         q_known = placed[ql] & same_known
-        ranges = _Ranges(order, m_line, _combine(m_same, group[m_line]), ql, _combine(same_l, qgroup), q_known)
-        lo, hi = ranges.bounds(whole=w.whole, strict=False)
-        rolling_known = np.ones(ql.size, bool)
+        runs = _Runs(order, self._kernels(), m_line, group[m_line], m_same)
+        rolling_known, first_day = np.ones(ql.size, bool), None
         if w.rolling_days is not None:
-            lo, rolling_known = ranges.rolling(lo, self._rolling_days(ev))
-        known = q_known & rolling_known
-        return _aggregates(self._used_values(), ranges, lo, hi, known, lines, self.engine)
+            rolling_known, first_day = _first_days(self._rolling_days(ev), order.day[ql])
+        lo, hi, _ = runs.bounds(ql, np.where(q_known, group[ql], -1), same_l, 0 if w.whole else 1, first_day)
+        return _aggregates(self._used_values(), runs, lo, hi, q_known & rolling_known, lines, self.engine)
+
+    def _kernels(self):
+        return window_kernels.backend(self.engine.kernel_name)
 
     def _used_values(self) -> set:
         r = self.rule
@@ -242,7 +288,8 @@ class CrossLineRule:
         return codes
 
     def _members(self, ev, lines, order, placed, good, cache):
-        """(line, same value) of every line that counts in some window: placed, passing ``where``."""
+        """(line, same value) of every line that counts in some window: placed, passing ``where``; in line
+        (= total) order."""
         w = self.window
         ok = placed & good
         if w.where is not None:
@@ -259,26 +306,26 @@ class CrossLineRule:
             codes = lines.get(same[1]).codes[m_line].astype(np.int64)
             keep = codes >= 0
             return m_line[keep], codes[keep]
-        line, row = self._matches(lines, "key", ok, cache)
+        line, row = self._matched(lines, "key", ok, cache)
         if same[0] == "point":
             return line, row.astype(np.int64)
         v = self._knowledge_codes(same[1])[row]
         keep = v >= 0
-        both = np.unique(np.stack([line[keep], v[keep]], axis=1), axis=0) if keep.any() else np.zeros((0, 2), np.int64)
-        return both[:, 0].astype(np.int64), both[:, 1].astype(np.int64)
+        # one member per (line, value): rows sharing a value count the line once
+        line, row, _ = self._kernels().merge_sides(line[keep], v[keep], _EMPTY, _EMPTY)
+        return line, row
 
     # ---- pairs and requires ----
     def _partner_values(self, ev, lines, order, group, placed, good, sides, cache) -> V:
         w = self.window
         ql = ev.pair_line
-        q_known = placed[ql]
-        flags = sides
+        q_group = np.where(placed[ql], group[ql], -1)
         strict = w.looks_back or w.unordered
-        rolling = self._rolling_days(ev) if w.rolling_days is not None else None
+        first_day, known = None, placed[ql].copy()
+        if w.rolling_days is not None:
+            rolling_known, first_day = _first_days(self._rolling_days(ev), order.day[ql])
         count = np.zeros(ql.size, np.int64)
-        known = q_known.copy()
         ok = placed & good
-        q_perm = None
         for side, bit in (("key", 1), ("partner", 2)):
             if side not in self.indexes:
                 continue
@@ -288,22 +335,18 @@ class CrossLineRule:
             elif w.kind == "requires":
                 looks = np.full(ql.size, side == "partner")
             else:
-                looks = (flags & (3 - bit)) != 0
+                looks = (sides & (3 - bit)) != 0
             if not looks.any():
                 continue
-            m_line, m_row = self._matches(lines, side, ok, cache)
-            q_key = _combine(ev.pair_row, group[ql])
-            q_perm = np.argsort(q_key) if q_perm is None else q_perm
-            ranges = _Ranges(order, m_line, _combine(m_row, group[m_line]), ql, q_key, q_known, q_perm)
-            lo, hi = ranges.bounds(whole=not strict, strict=strict)
-            if rolling is not None:
-                lo, r_known = ranges.rolling(lo, rolling)
-                known &= r_known | ~looks
-            c = np.maximum(hi - lo, 0)
+            m_line, m_row = self._matched(lines, side, ok, cache)
+            runs = _Runs(order, self._kernels(), m_line, group[m_line], m_row)
+            lo, hi, own = runs.bounds(ql, np.where(looks, q_group, -1), ev.pair_row, 2 if strict else 0, first_day)
+            c = hi - lo
             if not strict:  # the whole group: a line never partners itself
-                n_rows = max(len(self.table), 1)
-                c = c - np.isin(ql * n_rows + ev.pair_row, m_line * n_rows + m_row)
+                c = c - own
             count += np.where(looks, np.maximum(c, 0), 0)
+            if first_day is not None:
+                known &= rolling_known | ~looks
         return V("bool", "pair", count > 0, known)
 
 
@@ -315,72 +358,49 @@ def _keyed(table, column: str):
                 yield r, k
 
 
-def _combine(value: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """One integer per (value, group); group -1 (unknown) stays distinguishable and is never queried."""
-    return value.astype(np.int64) * (1 << 32) + (group.astype(np.int64) + 1)
+class _Runs:
+    """Window members sorted by (group, same value, total order): the members of one group sharing a value
+    are a contiguous run, and a line's window is a range [lo, hi) of its run (kernels/_window.pyx)."""
 
-
-class _Ranges:
-    """Members sorted by (key, total order); per query line the bounds of its group among them."""
-
-    def __init__(self, order: "TotalOrder", m_line, m_key, q_line, q_key, q_known, q_perm=None):
-        self.order = order
-        # queries visited in key order make every binary search below walk the members front to back
-        self.q_perm = np.argsort(q_key) if q_perm is None else q_perm
-        rank = order.rank
-        m_rank = rank[m_line]
-        if m_rank.size < 2 or bool(np.all(m_rank[1:] >= m_rank[:-1])):  # members built in total order
-            perm = np.argsort(m_key, kind="stable")
-        else:
-            perm = np.lexsort((m_rank, m_key))
-        self.m_line, self.m_key, self.m_rank = m_line[perm], m_key[perm], m_rank[perm]
+    def __init__(self, order: "TotalOrder", k, m_line, m_group, m_key):
+        self.order, self.k = order, k
+        placed = m_group >= 0
+        m_line, m_group, m_key = (np.ascontiguousarray(a[placed], np.int64) for a in (m_line, m_group, m_key))
+        n_groups = int(m_group.max()) + 1 if m_group.size else 0
+        perm, self.group_start = k.group_runs(m_group, n_groups, m_key)
+        self.m_line, self.m_key = m_line[perm], m_key[perm]
+        self.m_rank = np.ascontiguousarray(order.rank[self.m_line], np.int64)
         self.m_day = order.day[self.m_line]
-        self.q_line, self.q_key, self.q_known = q_line, q_key, q_known
-        self.q_rank = rank[q_line]
-        self.q_day = order.day[q_line]
-        # groups numbered densely in sorted order (one pass: the members are sorted), so that
-        # (group, rank) fits one int64 sort key; a query's group is found among the members' keys,
-        # -1 when no member shares it (its ranges are then empty)
-        n = self.m_key.size
-        change = np.ones(n, bool)
-        change[1:] = self.m_key[1:] != self.m_key[:-1]
-        self.m_g = np.cumsum(change) - 1
-        pos = np.minimum(_search(self.m_key, q_key, "left", self.q_perm), max(n - 1, 0))
-        found = (self.m_key[pos] == q_key) if n else np.zeros(q_key.size, bool)
-        self.q_g = np.where(found, self.m_g[pos] if n else 0, -1)
-        self.span = order.n + 1
-        self.m_pos = self.m_g * self.span + self.m_rank
+        sorted_group = m_group[perm]
+        change = np.ones(self.m_line.size, bool)
+        change[1:] = (sorted_group[1:] != sorted_group[:-1]) | (self.m_key[1:] != self.m_key[:-1])
+        self.m_g = np.cumsum(change) - 1  # run number of each sorted member
+        self.q_line = self.q_day = None
 
-    def bounds(self, whole: bool, strict: bool):
-        p = self.q_perm
-        start = _search(self.m_pos, self.q_g * self.span, "left", p)
-        if whole:
-            end = _search(self.m_pos, (self.q_g + 1) * self.span, "left", p)
-        else:
-            end = _search(self.m_pos, self.q_g * self.span + self.q_rank, "left" if strict else "right", p)
-        return start, end
-
-    def rolling(self, lo, days: V):
-        """Raise ``lo`` to the first member within the N days ending on the line's day."""
-        known = days.known & (days.val > 0)
-        # (day - d) < N  <=>  d >= day - ceil(N) + 1, for whole and fractional N alike
-        n_days = np.where(known, np.ceil(days.val), 1).astype(np.int64)
-        day_pos = self.m_g * (1 << 24) + (self.m_day.astype(np.int64) + (1 << 23))
-        first_day = self.q_day.astype(np.int64) - n_days + 1
-        # members with day > this line's day minus N (days sorted within a patient's group)
-        target = self.q_g * (1 << 24) + (np.maximum(first_day, -(1 << 23) + 1) + (1 << 23))
-        return np.maximum(lo, _search(day_pos, target, "left", self.q_perm)), known
+    def bounds(self, q_line, q_group, q_key, mode: int, first_day=None):
+        """(lo, hi, line is a member of its run) per query; mode 0 whole run, 1 running, 2 strictly before;
+        ``first_day`` per query raises lo (rolling windows)."""
+        self.q_line, self.q_day = q_line, self.order.day[q_line]
+        n = q_line.size
+        if first_day is None:
+            first_day = np.full(n, np.iinfo(np.int64).min, np.int64)
+        q_group = np.where(q_group < self.group_start.size - 1, q_group, -1)  # groups without any member
+        return self.k.run_bounds(self.m_key, self.m_rank, self.m_day.astype(np.int64), self.group_start,
+                                 np.ascontiguousarray(q_group, np.int64), np.ascontiguousarray(q_key, np.int64),
+                                 np.ascontiguousarray(self.order.rank[q_line], np.int64),
+                                 np.ascontiguousarray(first_day, np.int64), mode)
 
 
-def _search(haystack: np.ndarray, needles: np.ndarray, side: str, perm: np.ndarray) -> np.ndarray:
-    """``searchsorted`` with the needles taken in ``perm`` order (by group): binary searches in that order
-    walk the haystack front to back, several times faster on large inputs than random order."""
-    out = np.empty(needles.size, np.int64)
-    out[perm] = np.searchsorted(haystack, needles[perm], side)
-    return out
+def _first_days(days: V, q_day: np.ndarray):
+    """``rolling N``: the window's first day per query, N days ending on the line's day; N unknown or not
+    positive is insufficient data (known False)."""
+    known = days.known & (days.val > 0)
+    # (day - d) < N  <=>  d >= day - ceil(N) + 1, for whole and fractional N alike
+    n_days = np.where(known, np.ceil(days.val), 1).astype(np.int64)
+    return known, q_day.astype(np.int64) - n_days + 1
 
 
-def _aggregates(wanted: set, r: _Ranges, lo, hi, known, lines: LineColumns, engine) -> dict:
+def _aggregates(wanted: set, r: _Runs, lo, hi, known, lines: LineColumns, engine) -> dict:
     out = {}
     count = np.maximum(hi - lo, 0)
     empty = count == 0
@@ -426,7 +446,7 @@ def _aggregates(wanted: set, r: _Ranges, lo, hi, known, lines: LineColumns, engi
     return out
 
 
-def _previous_same(r: _Ranges, col) -> np.ndarray:
+def _previous_same(r: _Runs, col) -> np.ndarray:
     """Per sorted member, the position of the previous member of its group with the same value; -1 for the
     first, a large number for members without a value (they never count as distinct)."""
     n = r.m_line.size
@@ -444,43 +464,56 @@ def _previous_same(r: _Ranges, col) -> np.ndarray:
 
 
 class TotalOrder:
-    """Each candidate line's rank in (patient, time, encounter id, line id) and its groups per scope."""
+    """Lines given in total order (patient, time, encounter id, line id): each line's rank is its position;
+    per scope, each line's group as a dense number (-1 when the line has no place in that scope)."""
 
-    # (the national code too: without it LineColumns would quarantine every row of the key table)
-    ORDER_FIELDS = ("psn_no", "fee_ocur_time", "mdtrt_id", "feedetl_sn", "med_list_codg")
+    @staticmethod
+    def of_rows(table: pa.Table, rows: np.ndarray, kernel_name: str | None = None) -> tuple:
+        """The permutation that puts ``rows`` of ``table`` in total order, and the order keys of the lines
+        so ordered (for ``TotalOrder(lines, keys)``). Read from the order fields
+        alone: patients and encounter ids as ranks of their (trimmed) texts, line ids as UTF-8 bytes
+        compared only where patient, time and encounter tie (kernels/_window.pyx ``total_order``)."""
+        take = pa.array(rows, pa.int64())
+        n = rows.size
 
-    @classmethod
-    def of_rows(cls, table: pa.Table, rows: np.ndarray) -> np.ndarray:
-        """The permutation that puts ``rows`` of ``table`` in total order, from the order fields alone.
-        Lines taken in that order have rank = position, so every member list built in line order is
-        already in total order and needs only a stable sort by its group key."""
-        present = [c for c in cls.ORDER_FIELDS if c in table.column_names]
-        keys = LineColumns(table.select(present).take(pa.array(rows, pa.int64())))
-        return np.argsort(cls(keys).rank, kind="stable")
+        def column(name):
+            return table.column(name).take(take) if name in table.column_names else None
+        patient, n_patients = _text_ranks(column("psn_no"), n)
+        encounter, _ = _text_ranks(column("mdtrt_id"), n)
+        micros, known = _times(column("fee_ocur_time"), n)
+        # line ids read where they lie in the column (no take of the strings)
+        sn = table.column("feedetl_sn") if "feedetl_sn" in table.column_names else None
+        sn_offsets, sn_bytes = _utf8(sn, table.num_rows)
+        sn_row = np.ascontiguousarray(rows, np.int64) if sn is not None else np.zeros(n, np.int64)
+        k = window_kernels.backend(kernel_name)
+        perm = k.total_order(patient, n_patients, micros, known.view(np.uint8), encounter, sn_row, sn_offsets,
+                             sn_bytes)
+        return perm, (patient[perm], micros[perm], known[perm])
 
-    def __init__(self, lines: LineColumns, presorted: bool = False):
+    def __init__(self, lines: LineColumns, keys: tuple | None = None):
+        """``keys``: (patient rank, microseconds, has a time) per line, as ``of_rows`` returns them (else
+        read from ``lines``)."""
         self.lines = lines
         self.n = lines.n
-        t = lines.get("fee_ocur_time")
-        if t is None:
-            micros, known = np.zeros(self.n, np.int64), np.zeros(self.n, bool)
+        if keys is not None:
+            self.patient, micros, known = keys
         else:
-            micros = t.micros if t.micros is not None else t.days.astype(np.int64) * MICROS_PER_DAY
-            known = t.known
+            self.patient = _codes(lines, "psn_no")
+            t = lines.get("fee_ocur_time")
+            if t is None:
+                micros, known = np.zeros(self.n, np.int64), np.zeros(self.n, bool)
+            else:
+                micros = t.micros if t.micros is not None else t.days.astype(np.int64) * MICROS_PER_DAY
+                known = t.known
         self.datable = np.asarray(known, bool)
         self.day = np.floor_divide(micros, MICROS_PER_DAY).astype(np.int32)
-        # Arrow's multi-key sort compares the id strings only where patient and time tie, instead of
-        # ranking every distinct id string first
-        self.presorted = presorted
-        if presorted:
-            self.rank = np.arange(self.n, dtype=np.int64)
-        else:
-            keys = pa.table({"p": _codes(lines, "psn_no"), "t": micros, "m": _texts(lines, "mdtrt_id"),
-                             "s": _texts(lines, "feedetl_sn")})
-            perm = _sort_nulls_first(keys, "ptms")
-            self.rank = np.empty(self.n, np.int64)
-            self.rank[perm] = np.arange(self.n)
+        self.day64 = self.day.astype(np.int64)
+        self.rank = np.arange(self.n, dtype=np.int64)
         self._groups: dict = {}
+
+    def contiguous(self, scope: str) -> bool:
+        """Whether each group of ``scope`` is a contiguous stretch of the total order (patient-led scopes)."""
+        return scope not in ("encounter", "prescription", "institution")
 
     def groups(self, scope: str):
         if scope not in self._groups:
@@ -488,28 +521,27 @@ class TotalOrder:
         return self._groups[scope]
 
     def _group(self, scope: str):
-        psn, mdtrt = _codes(self.lines, "psn_no"), _codes(self.lines, "mdtrt_id")
         if scope == "encounter":
-            parts = [mdtrt]
+            parts = [_codes(self.lines, "mdtrt_id")]
         elif scope == "prescription":
-            parts = [mdtrt, _codes(self.lines, "rxno")]
+            parts = [_codes(self.lines, "mdtrt_id"), _codes(self.lines, "rxno")]
         elif scope == "patient":
-            parts = [psn]
+            parts = [self.patient]
         elif scope == "institution":
-            parts = [psn, _codes(self.lines, "fixmedins_code")]
+            parts = [self.patient, _codes(self.lines, "fixmedins_code")]
         else:
-            parts = [psn, _period(scope, self.day)]
+            parts = [self.patient, _period(scope, self.day)]
+        if self.contiguous(scope):  # (patient, calendar period) follows the total order: one pass
+            period = parts[1] if len(parts) > 1 else np.zeros(self.n, np.int64)
+            group = window_kernels.backend().contiguous_groups(
+                np.ascontiguousarray(self.patient, np.int64), np.ascontiguousarray(period, np.int64),
+                self.datable.view(np.uint8))
+            return group, group >= 0
         known = np.all([p >= 0 for p in parts], axis=0) & self.datable
         combined = np.zeros(self.n, np.int64)
         for p in parts:
             combined = combined * (int(p.max(initial=0)) + 2) + (p + 1)
-        if self.presorted and scope not in ("encounter", "prescription", "institution"):
-            # (patient, calendar period) follows the total order: its lines are contiguous
-            change = np.ones(self.n, bool)
-            change[1:] = combined[1:] != combined[:-1]
-            dense = np.cumsum(change) - 1
-        else:
-            _, dense = np.unique(combined, return_inverse=True)
+        _, dense = np.unique(combined, return_inverse=True)
         return np.where(known, dense, -1).astype(np.int64), known
 
 
@@ -518,21 +550,79 @@ def _codes(lines: LineColumns, name: str) -> np.ndarray:
     return col.codes.astype(np.int64) if col is not None else np.full(lines.n, -1, np.int64)
 
 
-def _sort_nulls_first(table: pa.Table, columns) -> np.ndarray:
-    try:  # pyarrow ≥ 25 takes the null placement per key
-        idx = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_start") for c in columns])
-    except (TypeError, ValueError, pa.ArrowInvalid):
-        idx = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in columns], null_placement="at_start")
-    return idx.to_numpy()
+def one_chunk(col) -> pa.Array:
+    """A column as one array. A dictionary column's chunks keep their own dictionaries, concatenated
+    with the indices shifted: no hashing (unlike unifying them); the dictionary may repeat values."""
+    if not isinstance(col, pa.ChunkedArray):
+        return col
+    if col.num_chunks == 1:
+        return col.chunk(0)
+    if not pa.types.is_dictionary(col.type) or col.num_chunks == 0:
+        return col.combine_chunks()
+    indices, dictionaries, base, seen = [], [], 0, {}
+    for chunk in col.chunks:
+        d = chunk.dictionary
+        # Parquet gives the batches of one row group the same dictionary: concatenate it once
+        ident = (d.offset, len(d), tuple(b.address if b is not None else 0 for b in d.buffers()))
+        if ident not in seen:
+            seen[ident] = base
+            dictionaries.append(d)
+            base += len(d)
+        indices.append(pc.add(pc.cast(chunk.indices, pa.int64()), seen[ident]))
+    index_type = pa.int32() if base < (1 << 31) else pa.int64()
+    return pa.DictionaryArray.from_arrays(pc.cast(pa.concat_arrays(indices), index_type), pa.concat_arrays(dictionaries))
 
 
-def _texts(lines: LineColumns, name: str) -> pa.Array:
-    """A text field's (trimmed) values as an Arrow string array; missing values are null (sort first)."""
-    col = lines.get(name)
+def _text_ranks(col, n: int):
+    """Per line the rank of its trimmed text among the column's distinct values (-1 for null or blank),
+    and the number of ranks; ranks follow Python's str order (UTF-8 bytes)."""
     if col is None:
-        return pa.nulls(lines.n, pa.string())
-    codes = pa.array(col.codes, mask=col.codes < 0)
-    return pa.DictionaryArray.from_arrays(codes, pa.array(col.dictionary, pa.string())).dictionary_decode()
+        return np.full(n, -1, np.int64), 0
+    col = _dictionary_column(col)
+    if col.num_chunks == 0 or not n:
+        return np.full(n, -1, np.int64), 0
+    trimmed = pc.utf8_trim_whitespace(col.chunk(0).dictionary.cast(pa.string()))
+    blank = pc.equal(trimmed, "").fill_null(True).to_numpy(zero_copy_only=False).astype(bool)
+    rank = pc.rank(trimmed, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) - 1
+    table = np.where(blank, -1, rank).astype(np.int32)
+    return _chunk_codes(col, table, kernel_registry.backend()).astype(np.int64), int(rank.max(initial=-1)) + 1
+
+
+def _times(col, n: int):
+    """Microseconds since the epoch and whether the line has a time, typed as the row reader types it."""
+    if col is None:
+        return np.zeros(n, np.int64), np.zeros(n, bool)
+    t = LineColumns(pa.table({"fee_ocur_time": col}), identity_checked=True).get("fee_ocur_time")
+    micros = t.micros if t.micros is not None else t.days.astype(np.int64) * MICROS_PER_DAY
+    return np.ascontiguousarray(micros, np.int64), np.ascontiguousarray(t.known, bool)
+
+
+def _utf8(col, n: int):
+    """Offsets and bytes of the trimmed texts (null and blank as empty: the reference orders them as "")."""
+    if col is None:
+        return np.zeros(n + 1, np.int64), np.zeros(0, np.uint8)
+    arr = one_chunk(pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col)
+    if arr.null_count or _edge_may_be_blank(arr):
+        arr = one_chunk(pc.utf8_trim_whitespace(arr).fill_null(""))
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], np.int32, count=n + 1, offset=arr.offset * 4).astype(np.int64)
+    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+def _edge_may_be_blank(arr: pa.Array) -> bool:
+    """Whether some text may start or end with whitespace (a byte <= space, or any non-ASCII byte, which
+    might begin or end a Unicode space): only then are the texts trimmed before ordering."""
+    if not len(arr):
+        return False
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    filled = offsets[1:] > offsets[:-1]
+    if not filled.any():
+        return False
+    first, last = data[offsets[:-1][filled]], data[offsets[1:][filled] - 1]
+    return bool(((first <= 32) | (first >= 128) | (last <= 32) | (last >= 128)).any())
 
 
 def _period(scope: str, day: np.ndarray) -> np.ndarray:

@@ -230,6 +230,98 @@ def test_range_kernels_known_answers():
         assert list(out) == [5.0]  # 15 - 10 from line 8; line 9 is the line itself
 
 
+@pytest.mark.skipif("cython" not in BACKENDS, reason="compiled kernels not built")
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_order_and_group_kernels_cython_equal_twin(data):
+    """total_order, merge_sides, group_runs, run_bounds, pair_sweep and contiguous_groups: same arrays."""
+    from claimaudit.engine.kernels import _window
+    n = data.draw(st.integers(0, 25))
+    ints = lambda lo, hi, size: np.array(data.draw(st.lists(st.integers(lo, hi), min_size=size, max_size=size)),
+                                         np.int64)
+    patient, time, encounter = ints(-1, 3, n), ints(0, 4, n), ints(-1, 2, n)
+    known = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool).view(np.uint8)
+    ids = [data.draw(st.text("ab 1", max_size=3)).encode() for _ in range(n)]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in ids])]).astype(np.int64)
+    data_bytes = np.frombuffer(b"".join(ids), np.uint8) if ids and offsets[-1] else np.zeros(0, np.uint8)
+    sn_row = np.arange(n, dtype=np.int64)[::-1].copy() if n else np.zeros(0, np.int64)
+    args = (patient, 4, time, known, encounter, sn_row, offsets, data_bytes)
+    assert np.array_equal(_window.total_order(*args), window_twin.total_order(*args))
+
+    k_line, p_line = np.sort(ints(0, 6, n)), np.sort(ints(0, 6, n // 2))
+    sides = (k_line, ints(0, 4, n), p_line, ints(0, 4, n // 2))
+    for a, b in zip(_window.merge_sides(*sides), window_twin.merge_sides(*sides)):
+        assert np.array_equal(a, b)
+
+    group, key = ints(0, 3, n), ints(0, 3, n)
+    perm_c, start_c = _window.group_runs(group, 4, key)
+    perm_t, start_t = window_twin.group_runs(group, 4, key)
+    assert np.array_equal(perm_c, perm_t) and np.array_equal(start_c, start_t)
+    m_key, m_rank = key[perm_c], perm_c.astype(np.int64)
+    m_day = np.zeros(n, np.int64)
+    for g in range(4):  # days never decrease along a run (total order)
+        a, b = start_c[g], start_c[g + 1]
+        m_day[a:b] = np.array([time[i] for i in perm_c[a:b]]) if b > a else m_day[a:b]
+        m_day[a:b] = np.maximum.accumulate(m_day[a:b]) if b > a else m_day[a:b]
+    q = data.draw(st.integers(0, 8))
+    q_args = (ints(-1, 3, q), ints(0, 3, q), ints(0, n + 1, q), ints(-2, 5, q))
+    for mode in (0, 1, 2):
+        for a, b in zip(_window.run_bounds(m_key, m_rank, m_day, start_c, *q_args, mode),
+                        window_twin.run_bounds(m_key, m_rank, m_day, start_c, *q_args, mode)):
+            assert np.array_equal(a, b)
+
+    lines = max(n, 1)
+    line_group = np.maximum.accumulate(ints(-1, 3, lines))  # groups contiguous along the total order
+    line_group[ints(0, lines - 1, 2)] = -1
+    e_line, e_row, e_flag = _window.merge_sides(np.sort(ints(0, lines - 1, n)), ints(0, 3, n),
+                                                np.sort(ints(0, lines - 1, n)), ints(0, 3, n))
+    ok = np.array(data.draw(st.lists(st.booleans(), min_size=lines, max_size=lines)), bool).view(np.uint8)
+    day = np.maximum.accumulate(ints(0, 9, lines))
+    first = ints(0, 9, e_line.size)
+    for looks in (0, 1, 2):
+        for strict in (0, 1):
+            for fd in ((first,) if strict else ()) + (np.zeros(0, np.int64),):
+                swept = (e_line, e_row, e_flag, line_group, ok, day, fd, looks, strict)
+                assert np.array_equal(_window.pair_sweep(*swept), window_twin.pair_sweep(*swept))
+    period = np.sort(ints(0, 2, lines))
+    if _contiguous(line_group, period):  # the kernel's precondition
+        assert np.array_equal(_window.contiguous_groups(line_group, period, ok),
+                              window_twin.contiguous_groups(line_group, period, ok))
+
+
+def _contiguous(patient, period) -> bool:
+    """Whether each (patient, period) pair occupies one stretch (the kernel's precondition)."""
+    seen, last = set(), None
+    for key in zip(patient.tolist(), period.tolist()):
+        if key[0] < 0:
+            continue
+        if key != last and key in seen:
+            return False
+        seen.add(key)
+        last = key
+    return True
+
+
+def test_order_kernels_known_answers():
+    """Ties on patient and time are broken by encounter, then by line id bytes; a line without a time comes
+    first; an unordered pair flags only the later line, and only within its group."""
+    for k in {window_twin, kernels_window()}:
+        ids = [b"b", b"a", b"", b"c"]
+        offsets = np.array([0, 1, 2, 2, 3], np.int64)
+        perm = k.total_order(np.array([0, 0, 0, 0], np.int64), 1, np.array([5, 5, 9, 1], np.int64),
+                             np.array([1, 1, 1, 0], np.uint8), np.array([0, 0, -1, 0], np.int64),
+                             np.arange(4, dtype=np.int64), offsets, np.frombuffer(b"".join(ids), np.uint8))
+        assert list(perm) == [3, 1, 0, 2]
+        line, row, flag = k.merge_sides(np.array([0, 0, 2], np.int64), np.array([5, 3, 3], np.int64),
+                                        np.array([0, 1], np.int64), np.array([3, 3], np.int64))
+        assert (list(line), list(row), list(flag)) == ([0, 0, 1, 2], [3, 5, 3, 3], [3, 1, 2, 1])
+        # lines 0, 1 in group 0; line 2 in group 1: line 1 (B) follows line 0 (A) -> flagged; line 2 alone
+        out = k.pair_sweep(np.array([0, 1, 2], np.int64), np.array([7, 7, 7], np.int64),
+                           np.array([1, 2, 2], np.int8), np.array([0, 0, 1], np.int64), np.ones(3, np.uint8),
+                           np.zeros(3, np.int64), np.zeros(0, np.int64), 2, 1)
+        assert list(out) == [0, 1, 0]
+
+
 def kernels_window():
     from claimaudit.engine.kernels import window
     return window.backend()
