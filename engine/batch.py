@@ -14,11 +14,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from claimaudit.dsl import ir
+
 from . import fused
 from . import kernels as kernel_registry
-from .columns import EPOCH, LineColumns
+from .columns import EPOCH, LineColumns, text_codes_at
 from .findings import INSUFFICIENT, VIOLATION, Finding
-from .history import CrossLineRule, TotalOrder, one_chunk
+from .history import CrossLineRule, TotalOrder
 from .plan import MATCH_ALL, Family, Plan
 from .reference import ReferenceEngine, effective_window
 from .vector import FamilyEvaluator, NotVectorizable, ParamColumns, V
@@ -170,7 +172,8 @@ class BatchEngine:
         """The claim columns the selected rules read (plus line identity): all a typed (Parquet) input
         needs to be read for; text inputs (CSV) should be read whole, since any column can be malformed."""
         from claimaudit.connectors.claims import needed_columns
-        return sorted(set(needed_columns(self.rules)) | {"dscg_maindiag_code", "diag_codes"})
+        diagnoses = {"dscg_maindiag_code", "diag_codes"} if any(_calls(r, "has_diag") for r in self.rules) else set()
+        return sorted(set(needed_columns(self.rules)) | diagnoses)
 
     # ---- running ----------------------------------------------------------------------------------
     def run_table(self, table: pa.Table, batch_rows: int = 1 << 20) -> tuple[Hits, "LineColumns | BatchedLines"]:
@@ -216,14 +219,9 @@ class BatchEngine:
         rows = np.concatenate(self._collected) if self._collected else np.zeros(0, np.int64)
         if not rows.size:
             return hits
-        # only the columns the cross-line rules read (the lines were checked by their batch already), each
-        # as one chunk: taking from many chunks of Parquet dictionaries would unify them again per take
-        wanted = self._cross_columns() | {"feedetl_sn"}
-        flat = pa.table({c: one_chunk(table.column(c)) for c in table.column_names if c in wanted})
-        perm, keys = TotalOrder.of_rows(flat, rows, self.kernel_name)
+        perm, keys = TotalOrder.of_rows(table, rows, self.kernel_name)
         rows = rows[perm]  # the collected lines in total order
-        sub = LineColumns(flat.drop_columns(["feedetl_sn"] if "feedetl_sn" not in self._cross_columns() else [])
-                          .take(pa.array(rows, pa.int64())), self.kernels, identity_checked=True)
+        sub = self._cross_lines(table, rows)
         order, cache, parts = TotalOrder(sub, keys), {}, [hits]
         for rule in self.cross_rules:
             for h in rule.resolve(sub, order, cache, (table, rows)):
@@ -389,6 +387,21 @@ class BatchEngine:
             out.append(self.reference.render_hit(rule, by_line[int(hits.line[i])], int(hits.point[i]), outcome))
         return out
 
+    def _cross_lines(self, table: pa.Table, rows: np.ndarray) -> LineColumns:
+        """The typed columns cross-line rules read, for ``rows`` only (their batches checked them already).
+        Text columns are typed from the table's own chunks and dictionaries (kernels, no unification of
+        Parquet's per-row-group dictionaries), then taken at ``rows``; the others are taken from Arrow."""
+        from claimaudit.dsl.schema import CLAIM_FIELDS
+        needed = [c for c in table.column_names if c in self._cross_columns()]
+        text = [c for c in needed if CLAIM_FIELDS[c].type == "text"
+                and (pa.types.is_dictionary(table.column(c).type) or pa.types.is_string(table.column(c).type))]
+        rest = [c for c in needed if c not in text] or text[:1]  # (the taken table carries the line count)
+        text = [c for c in text if c not in rest]
+        sub = LineColumns(table.select(rest).take(pa.array(rows, pa.int64())), self.kernels, identity_checked=True)
+        for c in text:
+            sub.deferred[c] = (lambda col: lambda: text_codes_at(col, rows, self.kernels))(table.column(c))
+        return sub
+
     def _cross_columns(self) -> set:
         """Claim columns the cross-line rules read (the line id only if a rule reads it: the order is
         already settled)."""
@@ -436,6 +449,15 @@ def _point_of(ruleset, rule_index: int, finding: Finding) -> int:
     if kp is None or kp.table is None:
         return -1
     return ruleset.tables[kp.table].row_index_of(kp.file_row)
+
+
+def _calls(rule, func: str) -> bool:
+    """Whether the rule calls ``func`` anywhere (has_diag reads the diagnosis columns, not a named field)."""
+    w = rule.window
+    exprs = (rule.scope, rule.condition, rule.amount, rule.lookup.key if rule.lookup else None,
+             w.where if w else None, w.rolling_days if w else None,
+             *[p for p in rule.message.parts if not isinstance(p, str)])
+    return any(isinstance(n, ir.Call) and n.func == func for e in exprs if e is not None for n in ir.walk(e))
 
 
 def _days(d, default) -> int:

@@ -141,6 +141,72 @@ def _text_column(col: pa.ChunkedArray, k) -> TextCol:
     return TextCol(_chunk_codes(col, remap, k), uniq)
 
 
+def _chunk_dictionaries(col: pa.ChunkedArray):
+    """A text column's chunks as dictionary chunks, and their distinct dictionaries concatenated with each
+    chunk's start in it. Parquet gives the batches of one row group the same dictionary: it is counted
+    once, and nothing is hashed (unlike unifying the dictionaries)."""
+    col = _chunked(col)
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)  # per chunk
+    chunks, parts, bases, seen, base = [], [], [], {}, 0
+    for chunk in col.chunks:
+        d = chunk.dictionary
+        ident = (d.offset, len(d), tuple(b.address if b is not None else 0 for b in d.buffers()))
+        if ident not in seen:
+            seen[ident] = base
+            parts.append(d.cast(pa.string()))
+            base += len(d)
+        chunks.append(chunk)
+        bases.append(seen[ident])
+    merged = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+    return chunks, merged, bases
+
+
+def _map_chunks(chunks, bases, table: np.ndarray, k, rows: np.ndarray | None) -> np.ndarray:
+    """``table[base of the chunk + index]`` per line (-1 for null), at ``rows`` (ascending or not) or for every
+    line: one kernel pass per chunk over Arrow's index buffers."""
+    table = np.ascontiguousarray(table, np.int32)
+    total = sum(len(c) for c in chunks)
+    out = np.empty(total, np.int32)
+    pos = 0
+    for chunk, base in zip(chunks, bases):
+        ind = chunk.indices
+        n = len(ind)
+        if n:
+            if ind.type != pa.int32():
+                ind = pc.cast(ind, pa.int32())
+            idx = np.frombuffer(ind.buffers()[1], np.int32, count=n, offset=ind.offset * 4)
+            k.dict_codes(idx, _bitmap(ind), ind.offset, table[base:], out[pos:pos + n])
+        pos += n
+    return out if rows is None else out[rows]
+
+
+def text_codes_at(col, rows: np.ndarray | None, k=None) -> TextCol:
+    """A text column typed as the row reader reads it (trimmed; blank is null), for the lines at ``rows``
+    only, from a column of many chunks without unifying their dictionaries."""
+    k = k or kernel_registry.backend()
+    chunks, merged, bases = _chunk_dictionaries(col)
+    trimmed = pc.utf8_trim_whitespace(merged)
+    blank = pc.equal(trimmed, "").fill_null(True).to_numpy(zero_copy_only=False).astype(bool)
+    codes, uniq = _distinct(trimmed)
+    return TextCol(_map_chunks(chunks, bases, np.where(blank, -1, codes), k, rows), uniq)
+
+
+def text_ranks_at(col, rows: np.ndarray | None, k=None) -> tuple[np.ndarray, int]:
+    """Per line (at ``rows``) the rank of its trimmed text among the column's distinct values, in Python's
+    str order (-1 for null or blank), and the number of ranks."""
+    k = k or kernel_registry.backend()
+    chunks, merged, bases = _chunk_dictionaries(col)
+    if not len(merged):
+        n = sum(len(c) for c in chunks) if rows is None else len(rows)
+        return np.full(n, -1, np.int64), 0
+    trimmed = pc.utf8_trim_whitespace(merged)
+    blank = pc.equal(trimmed, "").fill_null(True).to_numpy(zero_copy_only=False).astype(bool)
+    rank = pc.rank(trimmed, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) - 1
+    table = np.where(blank, -1, rank)
+    return _map_chunks(chunks, bases, table, k, rows).astype(np.int64), int(rank.max(initial=-1)) + 1
+
+
 def _null_or_blank(col: pa.ChunkedArray, k=None) -> np.ndarray:
     """Rows whose value is null or only whitespace (a dictionary column is tested on its dictionary)."""
     if not len(col):
@@ -215,6 +281,7 @@ class LineColumns:
         """``identity_checked``: the rows already passed the line-identity checks (lines taken again from
         a batch that was read), so a table without those columns is not quarantined whole."""
         self.identity_checked = identity_checked
+        self.deferred: dict = {}  # field -> function typing it elsewhere, on first use (not in ``table``)
         self.table = table
         self.k = kernels if kernels is not None else kernel_registry.backend()
         self.n = table.num_rows
@@ -355,6 +422,9 @@ class LineColumns:
     def get(self, name: str):
         """The typed column of a claim field (read on first use), or None when the input lacks it."""
         if name not in self.cols:
+            if name in self.deferred:
+                self.cols[name] = self.deferred.pop(name)()
+                return self.cols[name]
             info = CLAIM_FIELDS.get(name)
             if info is None or name not in self.table.column_names:
                 return None

@@ -27,8 +27,7 @@ import pyarrow.compute as pc
 from claimaudit.dsl import ir
 from claimaudit.dsl.units import Quantity
 
-from .columns import MICROS_PER_DAY, LineColumns, _chunk_codes, _dictionary_column
-from . import kernels as kernel_registry
+from .columns import MICROS_PER_DAY, LineColumns, text_ranks_at
 from .kernels import window as window_kernels
 from .vector import FamilyEvaluator, NotVectorizable, V
 
@@ -111,8 +110,8 @@ class CrossLineRule:
         ck = ("history-entries", id(self))
         if ck not in cache:
             key, starts, row, flag = self._code_entries(lines, cache)
-            line, item = self.engine.kernels.expand_pairs(key.val, good, starts, np.arange(row.size, dtype=np.int64))
-            cache[ck] = (line, row[item], flag[item])
+            cache[ck] = self._kernels().expand_entries(np.ascontiguousarray(key.val, np.int32), good.view(np.uint8),
+                                                       starts, row, flag)
         return cache[ck]
 
     def _matched(self, lines: LineColumns, side: str, within: np.ndarray, cache: dict):
@@ -476,18 +475,19 @@ class TotalOrder:
         take = pa.array(rows, pa.int64())
         n = rows.size
 
-        def column(name):
-            return table.column(name).take(take) if name in table.column_names else None
-        patient, n_patients = _text_ranks(column("psn_no"), n)
-        encounter, _ = _text_ranks(column("mdtrt_id"), n)
-        micros, known = _times(column("fee_ocur_time"), n)
-        # line ids read where they lie in the column (no take of the strings)
-        sn = table.column("feedetl_sn") if "feedetl_sn" in table.column_names else None
-        sn_offsets, sn_bytes = _utf8(sn, table.num_rows)
-        sn_row = np.ascontiguousarray(rows, np.int64) if sn is not None else np.zeros(n, np.int64)
+        def ranks(name):
+            return text_ranks_at(table.column(name), rows) if name in table.column_names else (
+                np.full(n, -1, np.int64), 0)
+        patient, n_patients = ranks("psn_no")
+        encounter, _ = ranks("mdtrt_id")
+        times = table.column("fee_ocur_time").combine_chunks().take(take) \
+            if "fee_ocur_time" in table.column_names else None
+        micros, known = _times(times, n)
         k = window_kernels.backend(kernel_name)
-        perm = k.total_order(patient, n_patients, micros, known.view(np.uint8), encounter, sn_row, sn_offsets,
-                             sn_bytes)
+        sn = table.column("feedetl_sn") if "feedetl_sn" in table.column_names else None
+        sn_addr, sn_len, alive = _line_ids(sn, rows, k)
+        perm = k.total_order(patient, n_patients, micros, known.view(np.uint8), encounter, sn_addr, sn_len)
+        del alive  # the buffers the addresses point into: kept until the sort is done
         return perm, (patient[perm], micros[perm], known[perm])
 
     def __init__(self, lines: LineColumns, keys: tuple | None = None):
@@ -550,44 +550,6 @@ def _codes(lines: LineColumns, name: str) -> np.ndarray:
     return col.codes.astype(np.int64) if col is not None else np.full(lines.n, -1, np.int64)
 
 
-def one_chunk(col) -> pa.Array:
-    """A column as one array. A dictionary column's chunks keep their own dictionaries, concatenated
-    with the indices shifted: no hashing (unlike unifying them); the dictionary may repeat values."""
-    if not isinstance(col, pa.ChunkedArray):
-        return col
-    if col.num_chunks == 1:
-        return col.chunk(0)
-    if not pa.types.is_dictionary(col.type) or col.num_chunks == 0:
-        return col.combine_chunks()
-    indices, dictionaries, base, seen = [], [], 0, {}
-    for chunk in col.chunks:
-        d = chunk.dictionary
-        # Parquet gives the batches of one row group the same dictionary: concatenate it once
-        ident = (d.offset, len(d), tuple(b.address if b is not None else 0 for b in d.buffers()))
-        if ident not in seen:
-            seen[ident] = base
-            dictionaries.append(d)
-            base += len(d)
-        indices.append(pc.add(pc.cast(chunk.indices, pa.int64()), seen[ident]))
-    index_type = pa.int32() if base < (1 << 31) else pa.int64()
-    return pa.DictionaryArray.from_arrays(pc.cast(pa.concat_arrays(indices), index_type), pa.concat_arrays(dictionaries))
-
-
-def _text_ranks(col, n: int):
-    """Per line the rank of its trimmed text among the column's distinct values (-1 for null or blank),
-    and the number of ranks; ranks follow Python's str order (UTF-8 bytes)."""
-    if col is None:
-        return np.full(n, -1, np.int64), 0
-    col = _dictionary_column(col)
-    if col.num_chunks == 0 or not n:
-        return np.full(n, -1, np.int64), 0
-    trimmed = pc.utf8_trim_whitespace(col.chunk(0).dictionary.cast(pa.string()))
-    blank = pc.equal(trimmed, "").fill_null(True).to_numpy(zero_copy_only=False).astype(bool)
-    rank = pc.rank(trimmed, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) - 1
-    table = np.where(blank, -1, rank).astype(np.int32)
-    return _chunk_codes(col, table, kernel_registry.backend()).astype(np.int64), int(rank.max(initial=-1)) + 1
-
-
 def _times(col, n: int):
     """Microseconds since the epoch and whether the line has a time, typed as the row reader types it."""
     if col is None:
@@ -597,32 +559,37 @@ def _times(col, n: int):
     return np.ascontiguousarray(micros, np.int64), np.ascontiguousarray(t.known, bool)
 
 
-def _utf8(col, n: int):
-    """Offsets and bytes of the trimmed texts (null and blank as empty: the reference orders them as "")."""
+def _line_ids(col, rows: np.ndarray, k):
+    """Where each line's id lies in Arrow's buffers: (address, length in bytes) per line of ``rows``
+    (ascending), read in place; and the arrays owning those buffers. Null and blank ids are empty (the
+    reference orders them as ""); ids are trimmed first only if some may have surrounding whitespace."""
+    n = rows.size
     if col is None:
-        return np.zeros(n + 1, np.int64), np.zeros(0, np.uint8)
-    arr = one_chunk(pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col)
-    if arr.null_count or _edge_may_be_blank(arr):
-        arr = one_chunk(pc.utf8_trim_whitespace(arr).fill_null(""))
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], np.int32, count=n + 1, offset=arr.offset * 4).astype(np.int64)
-    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-    return offsets, data
+        return np.zeros(n, np.int64), np.zeros(n, np.int64), None
+    chunks = [c if pa.types.is_string(c.type) else pc.cast(c, pa.string()) for c in col.chunks]
+    addr, length = _addresses(chunks, rows)
+    if sum(c.null_count for c in chunks) or k.edges_may_be_blank(addr, length):
+        chunks = [pc.utf8_trim_whitespace(pa.chunked_array(chunks, pa.string()).take(pa.array(rows, pa.int64())))
+                  .fill_null("").combine_chunks()]
+        addr, length = _addresses(chunks, np.arange(n, dtype=np.int64))
+    return addr, length, chunks
 
 
-def _edge_may_be_blank(arr: pa.Array) -> bool:
-    """Whether some text may start or end with whitespace (a byte <= space, or any non-ASCII byte, which
-    might begin or end a Unicode space): only then are the texts trimmed before ordering."""
-    if not len(arr):
-        return False
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], np.int32, count=len(arr) + 1, offset=arr.offset * 4)
-    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-    filled = offsets[1:] > offsets[:-1]
-    if not filled.any():
-        return False
-    first, last = data[offsets[:-1][filled]], data[offsets[1:][filled] - 1]
-    return bool(((first <= 32) | (first >= 128) | (last <= 32) | (last >= 128)).any())
+def _addresses(chunks: list, rows: np.ndarray):
+    """(address, length) of the string at each of ``rows`` (ascending) across string ``chunks``."""
+    addr, length = np.zeros(rows.size, np.int64), np.zeros(rows.size, np.int64)
+    start = 0
+    for c in chunks:
+        lo, hi = np.searchsorted(rows, [start, start + len(c)])
+        if hi > lo:
+            bufs = c.buffers()
+            offsets = np.frombuffer(bufs[1], np.int32, count=c.offset + len(c) + 1).astype(np.int64)
+            local = rows[lo:hi] - start + c.offset
+            base = bufs[2].address if bufs[2] is not None else 0
+            addr[lo:hi] = base + offsets[local]
+            length[lo:hi] = offsets[local + 1] - offsets[local]
+        start += len(c)
+    return addr, length
 
 
 def _period(scope: str, day: np.ndarray) -> np.ndarray:

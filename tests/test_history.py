@@ -126,6 +126,20 @@ def test_many_random_histories_agree_and_find_something(plan):
     assert len(rules) >= 8, rules  # most cross-line rules fire on this data
 
 
+def test_line_ids_with_surrounding_blanks_order_as_trimmed(plan):
+    """Ties on patient, time and encounter are broken by the trimmed line id, as the row reader reads it:
+    padding (ASCII or full-width spaces) must not reorder lines."""
+    rng = random.Random(5)
+    lines = history_lines(rng, 160, n_patients=3)
+    padded = [dict(line, feedetl_sn=rng.choice(["", " ", "  ", "\u3000"]) + line["feedetl_sn"] + rng.choice(["", " "]))
+              for line in lines]
+    want = keys(ReferenceEngine(plan.ruleset).run(lines))  # the ids as the row reader reads them: trimmed
+    assert any(k[1] == VIOLATION for k in want)
+    for b in BACKENDS:
+        for size in (1 << 20, 9):
+            assert batch_keys(plan, padded, b, size) == want
+
+
 def test_input_order_does_not_matter(plan):
     lines = history_lines(random.Random(11), 200, n_patients=5)
     want = keys(ReferenceEngine(plan.ruleset).run(lines))
@@ -242,10 +256,8 @@ def test_order_and_group_kernels_cython_equal_twin(data):
     patient, time, encounter = ints(-1, 3, n), ints(0, 4, n), ints(-1, 2, n)
     known = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool).view(np.uint8)
     ids = [data.draw(st.text("ab 1", max_size=3)).encode() for _ in range(n)]
-    offsets = np.concatenate([[0], np.cumsum([len(b) for b in ids])]).astype(np.int64)
-    data_bytes = np.frombuffer(b"".join(ids), np.uint8) if ids and offsets[-1] else np.zeros(0, np.uint8)
-    sn_row = np.arange(n, dtype=np.int64)[::-1].copy() if n else np.zeros(0, np.int64)
-    args = (patient, 4, time, known, encounter, sn_row, offsets, data_bytes)
+    buffer, addr, length = _in_place(ids)
+    args = (patient, 4, time, known, encounter, addr, length)
     assert np.array_equal(_window.total_order(*args), window_twin.total_order(*args))
 
     k_line, p_line = np.sort(ints(0, 6, n)), np.sort(ints(0, 6, n // 2))
@@ -283,10 +295,26 @@ def test_order_and_group_kernels_cython_equal_twin(data):
             for fd in ((first,) if strict else ()) + (np.zeros(0, np.int64),):
                 swept = (e_line, e_row, e_flag, line_group, ok, day, fd, looks, strict)
                 assert np.array_equal(_window.pair_sweep(*swept), window_twin.pair_sweep(*swept))
+    codes = ints(-1, 3, lines).astype(np.int32)
+    starts = np.concatenate([[0], np.cumsum(ints(0, 2, 4))]).astype(np.int64)
+    csr = (starts, ints(0, 9, int(starts[-1])), ints(1, 3, int(starts[-1])).astype(np.int8))
+    for a, b in zip(_window.expand_entries(codes, ok, *csr), window_twin.expand_entries(codes, ok, *csr)):
+        assert np.array_equal(a, b)
+    assert _window.edges_may_be_blank(addr, length) == window_twin.edges_may_be_blank(addr, length) == \
+        any(b != b.strip() for b in ids)
+    del buffer
     period = np.sort(ints(0, 2, lines))
     if _contiguous(line_group, period):  # the kernel's precondition
         assert np.array_equal(_window.contiguous_groups(line_group, period, ok),
                               window_twin.contiguous_groups(line_group, period, ok))
+
+
+def _in_place(ids: list):
+    """Byte strings laid out in one buffer, as (buffer, address, length) per string (kernels read in place)."""
+    buffer = np.frombuffer(b"".join(ids) + b"\0", np.uint8).copy()
+    starts = np.concatenate([[0], np.cumsum([len(b) for b in ids])[:-1]]).astype(np.int64) if ids else \
+        np.zeros(0, np.int64)
+    return buffer, buffer.ctypes.data + starts, np.array([len(b) for b in ids], np.int64)
 
 
 def _contiguous(patient, period) -> bool:
@@ -306,11 +334,9 @@ def test_order_kernels_known_answers():
     """Ties on patient and time are broken by encounter, then by line id bytes; a line without a time comes
     first; an unordered pair flags only the later line, and only within its group."""
     for k in {window_twin, kernels_window()}:
-        ids = [b"b", b"a", b"", b"c"]
-        offsets = np.array([0, 1, 2, 2, 3], np.int64)
+        buffer, addr, length = _in_place([b"b", b"a", b"", b"c"])
         perm = k.total_order(np.array([0, 0, 0, 0], np.int64), 1, np.array([5, 5, 9, 1], np.int64),
-                             np.array([1, 1, 1, 0], np.uint8), np.array([0, 0, -1, 0], np.int64),
-                             np.arange(4, dtype=np.int64), offsets, np.frombuffer(b"".join(ids), np.uint8))
+                             np.array([1, 1, 1, 0], np.uint8), np.array([0, 0, -1, 0], np.int64), addr, length)
         assert list(perm) == [3, 1, 0, 2]
         line, row, flag = k.merge_sides(np.array([0, 0, 2], np.int64), np.array([5, 3, 3], np.int64),
                                         np.array([0, 1], np.int64), np.array([3, 3], np.int64))

@@ -4,7 +4,8 @@
 work over those ranges. Twin: window_twin.py."""
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t, int32_t, uint64_t
+from libc.stdint cimport int64_t, int32_t, uint64_t, uintptr_t
+from libc.string cimport memcmp
 
 
 def range_distinct(const int64_t[:] lo, const int64_t[:] hi, const int64_t[:] prev):
@@ -49,34 +50,35 @@ def range_overlap(const int64_t[:] lo, const int64_t[:] hi, const int64_t[:] mem
 # ---- ordering and grouping (engine/history.py TotalOrder, _Runs) ---------------------------------------
 
 cdef inline bint _before(Py_ssize_t a, Py_ssize_t b, const int64_t[:] time, const unsigned char[:] known,
-                         const int64_t[:] encounter, const int64_t[:] sn_row, const int64_t[:] sn_off,
-                         const unsigned char[:] sn) nogil:
-    """Line a strictly before line b within one patient: (time, encounter id, line id), unknown first."""
-    cdef int64_t la, lb, m, k, sa, sb
+                         const int64_t[:] encounter, const int64_t[:] sn_addr, const int64_t[:] sn_len) nogil:
+    """Line a strictly before line b within one patient: (time, encounter id, line id), unknown first.
+    Line ids are compared as bytes where they lie in Arrow's buffers (address, length)."""
+    cdef int64_t la, lb, m
+    cdef int c
     if known[a] != known[b]:
         return known[a] < known[b]
     if known[a] and time[a] != time[b]:
         return time[a] < time[b]
     if encounter[a] != encounter[b]:
         return encounter[a] < encounter[b]
-    sa, sb = sn_off[sn_row[a]], sn_off[sn_row[b]]
-    la = sn_off[sn_row[a] + 1] - sa
-    lb = sn_off[sn_row[b] + 1] - sb
+    la, lb = sn_len[a], sn_len[b]
     m = la if la < lb else lb
-    for k in range(m):
-        if sn[sa + k] != sn[sb + k]:
-            return sn[sa + k] < sn[sb + k]
+    if m > 0:
+        c = memcmp(<const void*><uintptr_t>sn_addr[a], <const void*><uintptr_t>sn_addr[b], <size_t>m)
+        if c != 0:
+            return c < 0
     return la < lb
 
 
 def total_order(const int64_t[:] patient, int64_t n_patients, const int64_t[:] time,
-                const unsigned char[:] time_known, const int64_t[:] encounter, const int64_t[:] sn_row,
-                const int64_t[:] sn_offsets, const unsigned char[:] sn_bytes):
+                const unsigned char[:] time_known, const int64_t[:] encounter, const int64_t[:] sn_addr,
+                const int64_t[:] sn_len):
     """The permutation putting lines in total order (patient, time, encounter id, line id); ties keep input
     order. Patients are ranks (-1 none, first); encounters ranks of their ids (-1 none); line ids as
-    UTF-8 bytes (compared as Python compares str), line i's at entry ``sn_row[i]`` of the offsets. A
-    counting sort by patient, then a merge sort of each patient's lines: no comparison crosses patients."""
-    cdef Py_ssize_t n = patient.shape[0], i, w, lo, mid, hi, a, b, k, seg, s, e
+    UTF-8 bytes (compared as Python compares str) at address ``sn_addr[i]``, ``sn_len[i]`` long (the
+    caller keeps their buffers alive). A counting sort by patient, then a natural merge sort of each patient's lines (claims come encounter by
+    encounter, each mostly in order already): no comparison crosses patients."""
+    cdef Py_ssize_t n = patient.shape[0], i, k, seg, s, e
     start_arr = np.zeros(n_patients + 2, np.int64)
     cdef int64_t[:] start = start_arr
     for i in range(n):
@@ -85,45 +87,68 @@ def total_order(const int64_t[:] patient, int64_t n_patients, const int64_t[:] t
         start[i] += start[i - 1]
     perm_arr = np.empty(n, np.int64)
     tmp_arr = np.empty(n, np.int64)
+    bounds_arr = np.empty(n + 1, np.int64)
     cdef int64_t[:] perm = perm_arr
     cdef int64_t[:] tmp = tmp_arr
+    cdef int64_t[:] bounds = bounds_arr
     with nogil:
         for i in range(n):
             k = patient[i] + 1
             perm[start[k]] = i
             start[k] += 1
-        # start[k] is now the end of patient k-1's segment ... shift back: segment k is [start[k-1], start[k])
+        # start[k] is now the end of bucket k (patient k - 1); bucket k is [start[k - 1], start[k])
         for seg in range(n_patients + 1):
             s = start[seg - 1] if seg > 0 else 0
             e = start[seg]
-            w = 1
-            while w < e - s:  # bottom-up merge sort of perm[s:e], stable
-                lo = s
-                while lo < e - w:
-                    mid = lo + w
-                    hi = mid + w if mid + w < e else e
-                    a, b, k = lo, mid, lo
-                    while a < mid and b < hi:
-                        if _before(perm[b], perm[a], time, time_known, encounter, sn_row, sn_offsets, sn_bytes):
-                            tmp[k] = perm[b]
-                            b += 1
-                        else:
-                            tmp[k] = perm[a]
-                            a += 1
-                        k += 1
-                    while a < mid:
-                        tmp[k] = perm[a]
-                        a += 1
-                        k += 1
-                    while b < hi:
+            if e - s > 1:
+                _natural_sort(perm, tmp, bounds, s, e, time, time_known, encounter, sn_addr, sn_len)
+    return perm_arr
+
+
+cdef void _natural_sort(int64_t[:] perm, int64_t[:] tmp, int64_t[:] bounds, Py_ssize_t s, Py_ssize_t e,
+                        const int64_t[:] time, const unsigned char[:] known, const int64_t[:] encounter,
+                        const int64_t[:] sn_addr, const int64_t[:] sn_len) noexcept nogil:
+    """Stable sort of perm[s:e]: find the ascending runs, then merge neighbouring runs until one is left.
+    ``bounds[s:e + 1]`` holds the run starts (the next patient's segment starts at e: used after this one)."""
+    cdef Py_ssize_t i, nr = 0, r, w, lo, mid, hi, a, b, k
+    bounds[s] = s
+    for i in range(s + 1, e):
+        if _before(perm[i], perm[i - 1], time, known, encounter, sn_addr, sn_len):
+            nr += 1
+            bounds[s + nr] = i
+    nr += 1
+    bounds[s + nr] = e
+    while nr > 1:
+        r = 0
+        w = 0
+        while r < nr:
+            lo = bounds[s + r]
+            if r + 1 < nr:
+                mid = bounds[s + r + 1]
+                hi = bounds[s + r + 2]
+                a, b, k = lo, mid, lo
+                while a < mid and b < hi:
+                    if _before(perm[b], perm[a], time, known, encounter, sn_addr, sn_len):
                         tmp[k] = perm[b]
                         b += 1
-                        k += 1
-                    for k in range(lo, hi):
-                        perm[k] = tmp[k]
-                    lo += 2 * w
-                w *= 2
-    return perm_arr
+                    else:
+                        tmp[k] = perm[a]
+                        a += 1
+                    k += 1
+                while a < mid:
+                    tmp[k] = perm[a]
+                    a += 1
+                    k += 1
+                # what is left of the right run is already in place: k == b
+                for i in range(lo, k):
+                    perm[i] = tmp[i]
+                r += 2
+            else:
+                r += 1
+            bounds[s + w] = lo
+            w += 1
+        bounds[s + w] = e
+        nr = w
 
 
 def merge_sides(const int64_t[:] key_line, const int64_t[:] key_row, const int64_t[:] partner_line,
@@ -444,3 +469,54 @@ def contiguous_groups(const int64_t[:] patient, const int64_t[:] period, const u
                 last_q = period[i]
             out[i] = g
     return out_arr
+
+
+def expand_entries(const int32_t[:] codes, const unsigned char[:] good, const int64_t[:] starts,
+                   const int64_t[:] rows, const signed char[:] flags):
+    """(line, row, side flags) for each good line with a code, once per entry of its code's CSR
+    (``starts``, ``rows``, ``flags``), in line order."""
+    cdef Py_ssize_t n = codes.shape[0], n_codes = starts.shape[0] - 1, i, p = 0
+    cdef int64_t total = 0, j, c
+    if good.shape[0] != n:
+        raise ValueError("expand_entries: one good flag per line")
+    for i in range(n):
+        c = codes[i]
+        if c >= n_codes:
+            raise IndexError(f"expand_entries: code {c} outside {n_codes} codes")
+        if good[i] and c >= 0:
+            total += starts[c + 1] - starts[c]
+    out_line = np.empty(total, np.int64)
+    out_row = np.empty(total, np.int64)
+    out_flag = np.empty(total, np.int8)
+    cdef int64_t[:] ol = out_line
+    cdef int64_t[:] orow = out_row
+    cdef signed char[:] of = out_flag
+    with nogil:
+        for i in range(n):
+            c = codes[i]
+            if good[i] and c >= 0:
+                for j in range(starts[c], starts[c + 1]):
+                    ol[p] = i
+                    orow[p] = rows[j]
+                    of[p] = flags[j]
+                    p += 1
+    return out_line, out_row, out_flag
+
+
+def edges_may_be_blank(const int64_t[:] addr, const int64_t[:] length):
+    """Whether some non-empty text (at ``addr``, ``length`` bytes) starts or ends with a byte <= space or a
+    non-ASCII byte (which might begin or end a Unicode space)."""
+    cdef Py_ssize_t n = addr.shape[0], i
+    cdef const unsigned char* p
+    cdef unsigned char f, l
+    cdef bint found = False
+    with nogil:
+        for i in range(n):
+            if length[i] > 0:
+                p = <const unsigned char*><uintptr_t>addr[i]
+                f = p[0]
+                l = p[length[i] - 1]
+                if f <= 32 or f >= 128 or l <= 32 or l >= 128:
+                    found = True
+                    break
+    return found

@@ -25,12 +25,16 @@ def range_overlap(lo, hi, member_line, query_line, supply_end, supply_known, que
 
 # ---- ordering and grouping --------------------------------------------------------------------------------
 
-def total_order(patient, n_patients, time, time_known, encounter, sn_row, sn_offsets, sn_bytes):
-    data = bytes(sn_bytes)
+def _bytes_at(addr, length) -> bytes:
+    """The bytes at a buffer address (the Cython kernel reads them in place)."""
+    import ctypes
+    return ctypes.string_at(int(addr), int(length)) if length else b""
 
+
+def total_order(patient, n_patients, time, time_known, encounter, sn_addr, sn_len):
     def key(i):
-        sn = data[sn_offsets[sn_row[i]]:sn_offsets[sn_row[i] + 1]]
-        return (int(patient[i]), bool(time_known[i]), int(time[i]) if time_known[i] else 0, int(encounter[i]), sn)
+        return (int(patient[i]), bool(time_known[i]), int(time[i]) if time_known[i] else 0, int(encounter[i]),
+                _bytes_at(sn_addr[i], sn_len[i]))
     return np.array(sorted(range(len(patient)), key=key), np.int64)
 
 
@@ -110,3 +114,19 @@ def contiguous_groups(patient, period, known):
         if patient[i] >= 0 and known[i]:
             out[i] = seen.setdefault((int(patient[i]), int(period[i])), len(seen))
     return out
+
+
+def expand_entries(codes, good, starts, rows, flags):
+    out = [(i, int(rows[j]), int(flags[j])) for i, c in enumerate(codes.tolist()) if good[i] and c >= 0
+           for j in range(starts[c], starts[c + 1])]
+    return (np.array([o[0] for o in out], np.int64), np.array([o[1] for o in out], np.int64),
+            np.array([o[2] for o in out], np.int8))
+
+
+def edges_may_be_blank(addr, length):
+    for a, n in zip(addr, length):
+        if n:
+            b = _bytes_at(a, n)
+            if b[0] <= 32 or b[0] >= 128 or b[-1] <= 32 or b[-1] >= 128:
+                return True
+    return False
