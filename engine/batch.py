@@ -18,7 +18,7 @@ from claimaudit.dsl import ir
 
 from . import fused
 from . import kernels as kernel_registry
-from .columns import EPOCH, LineColumns, text_codes_at
+from .columns import EPOCH, LineColumns, NumCol, gatherable, text_codes_at, values_at
 from .findings import INSUFFICIENT, VIOLATION, Finding
 from .history import CrossLineRule, TotalOrder
 from .plan import MATCH_ALL, Family, Plan
@@ -220,8 +220,8 @@ class BatchEngine:
         if not rows.size:
             return hits
         perm, keys = TotalOrder.of_rows(table, rows, self.kernel_name)
+        sub = self._cross_lines(table, rows, perm)
         rows = rows[perm]  # the collected lines in total order
-        sub = self._cross_lines(table, rows)
         order, cache, parts = TotalOrder(sub, keys), {}, [hits]
         for rule in self.cross_rules:
             for h in rule.resolve(sub, order, cache, (table, rows)):
@@ -387,19 +387,26 @@ class BatchEngine:
             out.append(self.reference.render_hit(rule, by_line[int(hits.line[i])], int(hits.point[i]), outcome))
         return out
 
-    def _cross_lines(self, table: pa.Table, rows: np.ndarray) -> LineColumns:
-        """The typed columns cross-line rules read, for ``rows`` only (their batches checked them already).
-        Text columns are typed from the table's own chunks and dictionaries (kernels, no unification of
-        Parquet's per-row-group dictionaries), then taken at ``rows``; the others are taken from Arrow."""
+    def _cross_lines(self, table: pa.Table, collected: np.ndarray, perm: np.ndarray) -> LineColumns:
+        """The typed columns cross-line rules read, for the ``collected`` rows (ascending; their batches
+        checked them already) put in total order by ``perm``. Text columns are typed from the table's own
+        chunks and dictionaries (no unification of Parquet's per-row-group dictionaries), numbers read in
+        place from the chunks' buffers; the others are taken from Arrow."""
+        rows = collected[perm]
         from claimaudit.dsl.schema import CLAIM_FIELDS
         needed = [c for c in table.column_names if c in self._cross_columns()]
         text = [c for c in needed if CLAIM_FIELDS[c].type == "text"
                 and (pa.types.is_dictionary(table.column(c).type) or pa.types.is_string(table.column(c).type))]
-        rest = [c for c in needed if c not in text] or text[:1]  # (the taken table carries the line count)
+        # numbers read in place at the rows (typed as LineColumns types them: floats for number fields)
+        numbers = [c for c in needed if c not in text and CLAIM_FIELDS[c].type == "number" and gatherable(table.column(c))]
+        rest = [c for c in needed if c not in text and c not in numbers] or text[:1]  # (carries the line count)
         text = [c for c in text if c not in rest]
         sub = LineColumns(table.select(rest).take(pa.array(rows, pa.int64())), self.kernels, identity_checked=True)
         for c in text:
             sub.deferred[c] = (lambda col: lambda: text_codes_at(col, rows, self.kernels))(table.column(c))
+        for c in numbers:
+            sub.deferred[c] = (lambda col: lambda: NumCol(*(a[perm] for a in values_at(col, collected, np.float64))))(
+                table.column(c))
         return sub
 
     def _cross_columns(self) -> set:

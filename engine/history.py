@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from claimaudit.dsl import ir
 from claimaudit.dsl.units import Quantity
 
-from .columns import MICROS_PER_DAY, LineColumns, text_ranks_at
+from .columns import MICROS_PER_DAY, LineColumns, text_ranks_at, values_at
 from .kernels import window as window_kernels
 from .vector import FamilyEvaluator, NotVectorizable, V
 
@@ -480,9 +480,8 @@ class TotalOrder:
                 np.full(n, -1, np.int64), 0)
         patient, n_patients = ranks("psn_no")
         encounter, _ = ranks("mdtrt_id")
-        times = table.column("fee_ocur_time").combine_chunks().take(take) \
-            if "fee_ocur_time" in table.column_names else None
-        micros, known = _times(times, n)
+        micros, known = _times(table.column("fee_ocur_time") if "fee_ocur_time" in table.column_names else None,
+                               rows, take)
         k = window_kernels.backend(kernel_name)
         sn = table.column("feedetl_sn") if "feedetl_sn" in table.column_names else None
         sn_addr, sn_len, alive = _line_ids(sn, rows, k)
@@ -550,11 +549,15 @@ def _codes(lines: LineColumns, name: str) -> np.ndarray:
     return col.codes.astype(np.int64) if col is not None else np.full(lines.n, -1, np.int64)
 
 
-def _times(col, n: int):
-    """Microseconds since the epoch and whether the line has a time, typed as the row reader types it."""
+def _times(col, rows: np.ndarray, take: pa.Array):
+    """Microseconds since the epoch and whether the line has a time, typed as the row reader types it:
+    read in place from a timestamp column, else typed from the values at ``rows``."""
+    n = rows.size
     if col is None:
         return np.zeros(n, np.int64), np.zeros(n, bool)
-    t = LineColumns(pa.table({"fee_ocur_time": col}), identity_checked=True).get("fee_ocur_time")
+    if pa.types.is_timestamp(col.type) and col.type.unit == "us":
+        return values_at(col, rows, np.int64)
+    t = LineColumns(pa.table({"fee_ocur_time": col.take(take)}), identity_checked=True).get("fee_ocur_time")
     micros = t.micros if t.micros is not None else t.days.astype(np.int64) * MICROS_PER_DAY
     return np.ascontiguousarray(micros, np.int64), np.ascontiguousarray(t.known, bool)
 

@@ -361,3 +361,41 @@ def test_line_without_patient_id_is_insufficient_for_history_rules(plan):
              ReferenceEngine(plan.ruleset, rule_codes=["DEMO_CYCLE"]).run(lines)}
     assert found == {("L2", INSUFFICIENT, "psn_no (person) is missing")}
     assert assert_all_agree(plan, lines)
+
+
+# ---- reading the collected lines from many chunks (engine/columns.py) --------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_chunked_readers_equal_arrow_take(data):
+    """values_at, text_codes_at and text_ranks_at read a many-chunk column (each chunk with its own
+    dictionary, some sharing one, nulls, blanks, padding) as Arrow's take + the row reader would."""
+    from claimaudit.engine.columns import LineColumns, text_codes_at, text_ranks_at, values_at
+    sizes = data.draw(st.lists(st.integers(0, 6), min_size=1, max_size=5))
+    numbers = [data.draw(st.lists(st.one_of(st.none(), st.integers(-5, 5)), min_size=k, max_size=k)) for k in sizes]
+    texts = [data.draw(st.lists(st.one_of(st.none(), st.sampled_from(["a", " a", "b ", "", "\u3000c", "B"])),
+                                min_size=k, max_size=k)) for k in sizes]
+    num_col = pa.chunked_array([pa.array(c, pa.int32()) for c in numbers], pa.int32())
+    shared = pa.array(["a", " a", "b ", "", "\u3000c", "B"])
+    text_chunks = [pa.DictionaryArray.from_arrays(pa.array([None if v is None else shared.to_pylist().index(v)
+                                                            for v in c], pa.int32()), shared)
+                   if i % 2 else pa.array(c, pa.string()).dictionary_encode() for i, c in enumerate(texts)]
+    text_col = pa.chunked_array(text_chunks, pa.dictionary(pa.int32(), pa.string()))
+    n = sum(sizes)
+    rows = np.array(sorted(data.draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=n))) if n else [], np.int64)
+    values, known = values_at(num_col, rows, np.float64)
+    want = num_col.take(pa.array(rows, pa.int64())).to_pylist()
+    assert [v if k else None for v, k in zip(values.tolist(), known.tolist())] == [None if w is None else float(w) for w in want]
+    typed = text_codes_at(text_col, rows)
+    read = LineColumns(pa.table({"mdtrt_id": text_col.cast(pa.string()).take(pa.array(rows, pa.int64()))}),
+                       identity_checked=True).get("mdtrt_id")
+    assert [typed.dictionary[c] if c >= 0 else None for c in typed.codes] == \
+        [read.dictionary[c] if c >= 0 else None for c in read.codes]
+    ranks, count = text_ranks_at(text_col, rows)
+    trimmed = [None if c < 0 else read.dictionary[c] for c in read.codes]
+    assert [r < 0 for r in ranks.tolist()] == [t is None for t in trimmed]
+    rank_of = {t: r for t, r in zip(trimmed, ranks.tolist()) if t is not None}
+    assert all(rank_of[t] == r for t, r in zip(trimmed, ranks.tolist()) if t is not None)  # one rank per text
+    by_text = [rank_of[t] for t in sorted(rank_of)]
+    assert by_text == sorted(by_text) and len(set(by_text)) == len(by_text) and count >= len(by_text)
