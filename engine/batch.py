@@ -18,7 +18,7 @@ from claimaudit.dsl import ir
 
 from . import fused
 from . import kernels as kernel_registry
-from .columns import EPOCH, LineColumns, NumCol, gatherable, text_codes_at, values_at
+from .columns import EPOCH, LineColumns, NumCol, TextCol, gatherable, text_codes_at, values_at
 from .findings import INSUFFICIENT, VIOLATION, Finding
 from .history import CrossLineRule, TotalOrder
 from .plan import MATCH_ALL, Family, Plan
@@ -201,7 +201,9 @@ class BatchEngine:
             if not prep["active"].any():
                 continue
             parts.extend(self._run_family(prep, lines, good, cache))
-        if self.cross_rules:  # cross-line rules only collect here; they are decided after the last batch
+        if self.cross_rules and self._match_at_end():  # lines matched per distinct code after the last batch
+            self._collected.append(start + np.flatnonzero(~lines.bad))
+        elif self.cross_rules:  # cross-line rules only collect here; they are decided after the last batch
             wanted = np.zeros(lines.n, bool)
             for rule in self.cross_rules:
                 wanted |= rule.candidates(lines, good, cache)
@@ -217,10 +219,13 @@ class BatchEngine:
         if not self.cross_rules:
             return hits
         rows = np.concatenate(self._collected) if self._collected else np.zeros(0, np.int64)
+        key_codes = {}
+        if self._match_at_end() and rows.size:
+            rows, key_codes = self._matching_rows(table, rows)
         if not rows.size:
             return hits
         perm, keys = TotalOrder.of_rows(table, rows, self.kernel_name)
-        sub = self._cross_lines(table, rows, perm)
+        sub = self._cross_lines(table, rows, perm, key_codes)
         rows = rows[perm]  # the collected lines in total order
         order, cache, parts = TotalOrder(sub, keys), {}, [hits]
         for rule in self.cross_rules:
@@ -387,7 +392,31 @@ class BatchEngine:
             out.append(self.reference.render_hit(rule, by_line[int(hits.line[i])], int(hits.point[i]), outcome))
         return out
 
-    def _cross_lines(self, table: pa.Table, collected: np.ndarray, perm: np.ndarray) -> LineColumns:
+    def _match_at_end(self) -> bool:
+        """Whether every cross-line rule's lines can be found after the last batch, per distinct code of a
+        text field over the whole input (one typing of the field, one index lookup per rule), rather than
+        batch by batch."""
+        return all(r.every_line or r.key_field() is not None for r in self.cross_rules)
+
+    def _matching_rows(self, table: pa.Table, good_rows: np.ndarray):
+        """Of the good rows, those some cross-line rule may look at (a code matching a side of its table, or
+        no code: insufficient data), and the key fields typed over the whole table."""
+        keep = np.zeros(good_rows.size, bool)
+        typed: dict = {}
+        for rule in self.cross_rules:
+            if rule.every_line:
+                return good_rows, typed
+            field = rule.key_field()
+            if field not in table.column_names:
+                return good_rows, typed
+            if field not in typed:
+                typed[field] = text_codes_at(table.column(field), None, self.kernels)
+            col = typed[field]
+            has = np.append(rule.code_matches(col.dictionary), True)  # code -1: no code, insufficient data
+            keep |= has[col.codes[good_rows]]
+        return good_rows[keep], typed
+
+    def _cross_lines(self, table: pa.Table, collected: np.ndarray, perm: np.ndarray, typed: dict) -> LineColumns:
         """The typed columns cross-line rules read, for the ``collected`` rows (ascending; their batches
         checked them already) put in total order by ``perm``. Text columns are typed from the table's own
         chunks and dictionaries (no unification of Parquet's per-row-group dictionaries), numbers read in
@@ -403,7 +432,10 @@ class BatchEngine:
         text = [c for c in text if c not in rest]
         sub = LineColumns(table.select(rest).take(pa.array(rows, pa.int64())), self.kernels, identity_checked=True)
         for c in text:
-            sub.deferred[c] = (lambda col: lambda: text_codes_at(col, rows, self.kernels))(table.column(c))
+            if c in typed:  # typed over the whole table already
+                sub.deferred[c] = (lambda col: lambda: TextCol(col.codes[rows], col.dictionary))(typed[c])
+            else:
+                sub.deferred[c] = (lambda col: lambda: text_codes_at(col, rows, self.kernels))(table.column(c))
         for c in numbers:
             sub.deferred[c] = (lambda col: lambda: NumCol(*(a[perm] for a in values_at(col, collected, np.float64))))(
                 table.column(c))

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from claimaudit.dsl import ir
+from claimaudit.dsl.schema import CLAIM_FIELDS
 from claimaudit.dsl.units import Quantity
 
 from .columns import MICROS_PER_DAY, LineColumns, text_ranks_at, values_at
@@ -72,6 +73,23 @@ class CrossLineRule:
         self.every_line = lk is None or (w.kind == "window" and (w.same is None or w.same[0] == "field"))
 
     # ---- per batch ----------------------------------------------------------------------------
+    def key_field(self) -> str | None:
+        """The text claim field the lookup key reads as is (then lines are matched per distinct code over the
+        whole input at once), or None."""
+        lk = self.rule.lookup
+        if lk is None or not isinstance(lk.key, ir.Field) or CLAIM_FIELDS.get(lk.key.name) is None:
+            return None
+        return lk.key.name if CLAIM_FIELDS[lk.key.name].type == "text" else None
+
+    def code_matches(self, dictionary: list) -> np.ndarray:
+        """Per distinct code of ``dictionary``, whether some knowledge row matches it on either side."""
+        codes = pa.array(dictionary, pa.string())
+        out = np.zeros(len(dictionary), bool)
+        for index in self.indexes.values():
+            starts, _ = index.candidates(codes)
+            out |= np.diff(starts) > 0
+        return out
+
     def candidates(self, lines: LineColumns, good: np.ndarray, cache: dict) -> np.ndarray:
         """Lines of a batch this rule may look at (as the window's line or as a member / partner)."""
         if self.every_line:
