@@ -186,9 +186,25 @@ class CrossLineRule:
             ev = self._swept_pairs(lines, order, group, placed, good, cache)
         else:
             ev = self._evaluator(lines, order, group, placed, good, cache)
-        hits = self.engine.evaluate_numpy(self.prep, ev, lines)
+        hits = self.engine.evaluate_numpy(self.prep, self._only_deciding(ev), lines)
         unknown = self.unknown_keys(lines, good, cache)
         return hits, (self.engine._unknown_key_hits(self.prep, unknown) if unknown.size else None)
+
+    def _only_deciding(self, ev):
+        """When the condition is the partner test alone (``p`` of a pair, ``not q`` of a requires) and there is
+        no scope, the (line, row) pairs whose test is known to fail give no finding: they are dropped before
+        the condition and amounts are evaluated over millions of pairs."""
+        partner = ev.window.get("partner")
+        if partner is None or self.rule.scope is not None:
+            return ev
+        test, c = ir.WindowValue("partner", "bool"), self.rule.condition
+        if c == test:
+            fails = partner.known & ~np.asarray(partner.val, bool)
+        elif isinstance(c, ir.Op) and c.op == "not" and c.args == (test,):
+            fails = partner.known & np.asarray(partner.val, bool)
+        else:
+            return ev
+        return ev.subset(np.flatnonzero(~fails)) if fails.any() else ev
 
     def _sweepable(self, order) -> bool:
         """Pairs are found in one pass over the lines when the scope's groups are contiguous in the total
@@ -202,7 +218,9 @@ class CrossLineRule:
         w = self.window
         line, row, flag = self._entries(lines, good, cache)
         side = self.rule.lookup.side
-        query = flag & {"key": 1, "partner": 2, "either": 3}[side] != 0
+        query = (flag & {"key": 1, "partner": 2, "either": 3}[side]) != 0
+        if query.all():  # (no copies of millions of entries when every entry is evaluated)
+            query = slice(None)
         ev = HistoryEvaluator(lines, self.prep["params"], line[query], row[query], self.engine.kernels, cache)
         known = placed[ev.pair_line]
         first_day = _EMPTY
@@ -216,7 +234,7 @@ class CrossLineRule:
         # a line's group is -1 exactly when it is not placed (see TotalOrder._group)
         partner = k.pair_sweep(line, row, flag, group, (placed & good).view(np.uint8), order.day64, first_day,
                                looks, int(bool(w.looks_back or w.unordered)))
-        ev.window = {"partner": V("bool", "pair", partner[query].astype(bool), known)}
+        ev.window = {"partner": V("bool", "pair", partner[query].view(bool), known)}
         return ev
 
     def _evaluator(self, lines, order, group, placed, good, cache):
