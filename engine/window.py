@@ -129,6 +129,22 @@ class LineSet:
                             index.setdefault(r, []).append(m)
         return index.get(point, [])
 
+    def matching_in(self, table, side: str, key_expr, point: int, scope: str, group, evaluate) -> list:
+        """``matching`` lines that are in ``group`` of ``scope`` (indexed once per table side and scope: a
+        window looks at its group, not at every line of the knowledge row)."""
+        k = ("rows-in", id(table), side, scope)
+        index = self._index.get(k)
+        if index is None:
+            index = self._index[k] = {}
+            rows = self._index.get(("rows", id(table), side))
+            if rows is None:
+                self.matching(table, side, key_expr, point, evaluate)
+                rows = self._index[("rows", id(table), side)]
+            for r, lines in rows.items():
+                for m in lines:  # in total order, kept within each group
+                    index.setdefault((r, self.group(scope, m)), []).append(m)
+        return index.get((point, group), [])
+
     def group(self, scope: str, line: dict):
         k = (scope, id(line))
         g = self._groups.get(k)
@@ -216,8 +232,7 @@ def window_values(rule: ir.Rule, table, point: int | None, env, lineset: LineSet
         if is_unknown(same):
             return same
         if w.same == ("point",):  # only lines of the same knowledge row can count
-            pool = [m for m in lineset.matching(table, rule.lookup.side, rule.lookup.key, point, evaluate)
-                    if lineset.group(scope, m) == group]
+            pool = lineset.matching_in(table, rule.lookup.side, rule.lookup.key, point, scope, group, evaluate)
         else:
             pool = lineset.in_group(scope, group)
         members = [m for m in pool
@@ -226,10 +241,10 @@ def window_values(rule: ir.Rule, table, point: int | None, env, lineset: LineSet
         return _aggregates(members, line, me, day)
     sides = _partner_sides(rule, table, point, line, lineset, evaluate)
     strict = w.looks_back or w.unordered
-    pool = {id(m): m for s in sides for m in lineset.matching(table, s, rule.lookup.key, point, evaluate)}
+    pool = {id(m): m for s in sides for m in lineset.matching_in(table, s, rule.lookup.key, point, scope, group, evaluate)}
     partners = sorted((m for m in pool.values()
-                       if m is not line and lineset.group(scope, m) == group
-                       and _within(lineset, m, me, day, rolling, not strict, strict)), key=lineset.order)
+                       if m is not line and _within(lineset, m, me, day, rolling, not strict, strict)),
+                      key=lineset.order)
     return {"partner": bool(partners)}, (tuple(partners) if w.kind == "pair" else ())
 
 
