@@ -242,7 +242,7 @@ class BatchEngine:
             keep = ~sub.bad[h.line]
             h.line, h.rule, h.point, h.outcome, h.amount = (rows[h.line[keep]], h.rule[keep], h.point[keep],
                                                             h.outcome[keep], h.amount[keep])
-        self._cross = (rows, sub, table)
+        self._cross = (rows, sub, table, order, cache)
         out = Hits.concat(parts)
         drop = lines.bad[out.line]
         return Hits(*(getattr(out, f)[~drop] for f in ("line", "rule", "point", "outcome", "amount"))) if drop.any() else out
@@ -453,19 +453,20 @@ class BatchEngine:
         return out
 
     def _cross_line_dicts(self, hits: Hits, cross: set, coerce_row) -> dict:
-        """The collected lines of the patients with cross-line hits, as the reference's history: rendering
-        re-derives each window (its values, involved lines and any reason) with the reference's code."""
-        rows, sub, table = self._cross
-        hit_rows = np.unique(hits.line[np.isin(hits.rule, list(cross))])
+        """The lines that can enter the windows of the cross-line hits (see ``CrossLineRule.relevant``), as
+        the reference's history: rendering re-derives each window (its values, involved lines and any
+        reason) with the reference's code."""
+        rows, sub, table, order, cache = self._cross
         by_row = np.argsort(rows)  # collected rows are in total order, not table order
-        pos = by_row[np.searchsorted(rows[by_row], hit_rows)]
-        psn = sub.get("psn_no")
-        if psn is not None:
-            patients = np.unique(psn.codes[pos])
-            wanted = np.isin(psn.codes, patients[patients >= 0]) | ((psn.codes < 0) & bool((patients < 0).any()))
-            picked = np.flatnonzero(wanted & ~sub.bad)
-        else:
-            picked = np.flatnonzero(~sub.bad)
+        picked = []
+        for rule in self.cross_rules:
+            mine = hits.rule == rule.rule_index
+            if not mine.any():
+                continue
+            pos = by_row[np.searchsorted(rows[by_row], hits.line[mine])]
+            picked.append(rule.relevant(pos, hits.point[mine].astype(np.int64), sub, order, cache))
+        picked = np.unique(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+        picked = picked[~sub.bad[picked]]
         dicts = [coerce_row(r)[0] for r in table.take(pa.array(rows[picked], pa.int64())).to_pylist()]
         self.reference.use_lines(dicts)
         return {int(rows[i]): d for i, d in zip(picked, dicts)}

@@ -145,6 +145,27 @@ class CrossLineRule:
         ev = FamilyEvaluator(lines, self.prep["params"], _EMPTY, _EMPTY, self.engine.kernels, cache)
         return np.flatnonzero(good & ~ev.known(ev.eval(self.rule.lookup.key)))
 
+    def relevant(self, pos: np.ndarray, point: np.ndarray, lines: LineColumns, order: "TotalOrder", cache: dict):
+        """Positions among the collected lines whose values can enter the windows of this rule's hits at
+        ``pos`` (knowledge rows ``point``): the hit lines, and the lines of their group that match the same
+        knowledge row (or value, or any line for rules that count every line). Rendering re-derives a
+        finding with the reference over these lines only, not over a patient's whole history."""
+        group, _ = order.groups(self.window.scope)
+        g = group[pos]
+        placed = g >= 0
+        if self.table is None or self.every_line:
+            picked = np.flatnonzero(np.isin(group, np.unique(g[placed])) & (group >= 0))
+            return np.union1d(picked, pos)
+        e_line, e_row, _ = self._entries(lines, ~lines.bad, cache)
+        same = self.window.same
+        value = self._knowledge_codes(same[1]) if self.window.kind == "window" and same and same[0] == "knowledge" \
+            else np.arange(len(self.table), dtype=np.int64)
+        span = int(value.max(initial=0)) + 2
+        wanted = np.unique(g[placed] * span + (value[point[placed]] + 1))
+        e_group = group[e_line]
+        keep = (e_group >= 0) & np.isin(e_group * span + (value[e_row] + 1), wanted)
+        return np.union1d(e_line[keep], pos)
+
     # ---- after the last batch ---------------------------------------------------------------------
     def resolve(self, lines: LineColumns, order: "TotalOrder", cache: dict, source: tuple):
         """Hits of the rule over ``lines`` (in total order); ``source`` = (table, rows) they were taken from."""
