@@ -41,18 +41,21 @@ def net_table(table: pa.Table) -> tuple[pa.Table, np.ndarray, list[ExcludedRow]]
     names = set(table.column_names)
     if n == 0 or not ({"vali_flag", "init_feedetl_sn"} & names) or "feedetl_sn" not in names:
         return table, rows, []
-    sn = _text(table, "feedetl_sn")
     keep = np.ones(n, bool)
     excluded: dict[int, tuple[str, str]] = {}
     if "vali_flag" in names:
-        invalid = np.array([v == "0" for v in _text(table, "vali_flag")], bool)
+        invalid = _arrow_text(table, "vali_flag") == "0"
         for i in np.flatnonzero(invalid):
             excluded[int(i)] = ("vali_flag", "vali_flag = 0: an invalid (voided) line, not audited")
         keep &= ~invalid
-    if "init_feedetl_sn" in names:
+    sn = None
+    if "init_feedetl_sn" in names and _has_refunds(table, keep):
+        sn = _text(table, "feedetl_sn")  # (as Python values only when some line is a refund)
         table = _net_refunds(table, sn, keep, excluded)
     order = sorted(excluded)
-    out = [ExcludedRow(i + 1, excluded[i][0], excluded[i][1], sn[i]) for i in order]
+    ids = sn if sn is not None else _arrow_text(table, "feedetl_sn", np.array(order, np.int64))
+    out = [ExcludedRow(i + 1, excluded[i][0], excluded[i][1], ids[i] if sn is not None else ids[j])
+           for j, i in enumerate(order)]
     mask = pa.array(keep)
     return table.filter(mask), rows[keep], out
 
@@ -91,6 +94,26 @@ def _net_refunds(table, sn: list, keep: np.ndarray, excluded: dict) -> pa.Table:
             column = pa.array(values, pa.float64())
         table = table.set_column(table.column_names.index(c), c, column)
     return table
+
+
+def _arrow_text(table: pa.Table, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """A column's values trimmed, blank as None (as ``_text`` reads them), computed in Arrow; as an object
+    array, for ``rows`` only when given."""
+    col = table.column(name)
+    if rows is not None:
+        col = col.take(pa.array(rows, pa.int64()))
+    text = pc.utf8_trim_whitespace(pc.cast(col, pa.string()))
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return np.array(text.to_pylist() if rows is not None else text.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _has_refunds(table: pa.Table, keep: np.ndarray) -> bool:
+    """Whether some kept line names an original line other than itself (the same test as _net_refunds)."""
+    orig = pc.utf8_trim_whitespace(pc.cast(table.column("init_feedetl_sn"), pa.string()))
+    sn = pc.utf8_trim_whitespace(pc.cast(table.column("feedetl_sn"), pa.string()))
+    named = pc.and_(pc.is_valid(orig), pc.not_equal(orig, ""))
+    other = pc.or_kleene(pc.not_equal(orig, sn), pc.is_null(sn)).fill_null(True)
+    return bool((pc.and_(named, other).to_numpy(zero_copy_only=False).astype(bool) & keep).any())
 
 
 def _text(table: pa.Table, name: str) -> list:
