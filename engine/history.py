@@ -2,21 +2,26 @@
 engine/window.py.
 
 A cross-line rule cannot be decided one batch at a time: a line's window reaches into other batches.
-So each batch only *collects* the lines a cross-line rule can ever look at (those matching one side of
-its knowledge table, or every line for a rule that counts all lines); after the last batch those
-candidate lines are typed once and each rule is *resolved* over them:
+So each batch only *collects* lines (when every rule's key is a plain text field, its good lines; the
+matching is then done once per distinct code over the whole input); after the last batch the lines some
+rule can look at are put in order and each rule is *resolved* over them:
 
-1. every candidate line gets its place in the total order (patient, time, encounter id, line id) and its
-   group for the rule's scope, as integers;
-2. the window's members (or the pair's partners) are sorted by (group, order), so a line's window is one
-   contiguous range of them, found with ``searchsorted``;
-3. counts and sums come from prefix sums over the ranges; distinct values and overlapping supply from the
-   range kernels (kernels/_window.pyx, Python twin in kernels/window_twin.py);
+1. the total order (patient, time, encounter id, line id): a counting sort by patient, then a natural
+   merge sort of each patient's lines, with line ids compared in place in Arrow's buffers
+   (kernels/_window.pyx ``total_order``); each line's group per scope is a dense integer
+   (``contiguous_groups`` for patient-led scopes, whose groups are stretches of the order);
+2. each line's (knowledge row, side) entries come from one CSR per distinct code (``expand_entries``);
+3. pairs and requires over patient-led scopes: one pass over the entries, group by group, with a small
+   hash table of the rows seen on each side (``pair_sweep``); other scopes, and windows: members are
+   sorted by (group, same value, order) with a counting sort and per-group merge sorts (``group_runs``),
+   and a line's window is a range of its run (``run_bounds``); counts and sums come from prefix sums over
+   the ranges, distinct values and overlapping supply from ``range_distinct`` / ``range_overlap``;
 4. the window values join the line's other values and the rule's scope, condition and amount are
    evaluated over (line, knowledge row) pairs by the same numpy evaluator as line-level families.
 
-Results therefore never depend on batch boundaries: the collected lines are the same however the input
-was cut. (Input larger than memory would be partitioned by ``psn_no`` first; not built yet.)
+Every kernel has a Python twin (kernels/window_twin.py) and a test that they agree. Results never
+depend on batch boundaries: the collected lines are the same however the input was cut. (Input larger
+than memory would be partitioned by ``psn_no`` first; not built yet.)
 """
 from __future__ import annotations
 
