@@ -401,8 +401,8 @@ class BatchEngine:
     def _matching_rows(self, table: pa.Table, good_rows: np.ndarray):
         """Of the good rows, those some cross-line rule may look at (a code matching a side of its table, or
         no code: insufficient data), and the key fields typed over the whole table."""
-        keep = np.zeros(good_rows.size, bool)
         typed: dict = {}
+        wanted: dict = {}  # field -> per distinct code: some rule matches it
         for rule in self.cross_rules:
             if rule.every_line:
                 return good_rows, typed
@@ -411,9 +411,12 @@ class BatchEngine:
                 return good_rows, typed
             if field not in typed:
                 typed[field] = text_codes_at(table.column(field), None, self.kernels)
-            col = typed[field]
-            has = np.append(rule.code_matches(col.dictionary), True)  # code -1: no code, insufficient data
-            keep |= has[col.codes[good_rows]]
+                wanted[field] = np.ones(len(typed[field].dictionary) + 1, bool)  # code -1: no code, insufficient
+                wanted[field][:-1] = False
+            wanted[field][:-1] |= rule.code_matches(typed[field].dictionary)
+        keep = np.zeros(good_rows.size, bool)
+        for field, has in wanted.items():
+            keep |= has[typed[field].codes[good_rows]]
         return good_rows[keep], typed
 
     def _cross_lines(self, table: pa.Table, collected: np.ndarray, perm: np.ndarray, typed: dict) -> LineColumns:
