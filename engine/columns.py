@@ -102,19 +102,7 @@ def _bitmap(arr: pa.Array) -> np.ndarray:
 def _chunk_codes(col: pa.ChunkedArray, table: np.ndarray, k) -> np.ndarray:
     """``table[index]`` for every line of a dictionary column whose chunks share one dictionary, -1 for a
     null: one kernel pass over Arrow's index buffers, no intermediate arrays."""
-    out = np.empty(len(col), np.int32)
-    table = np.ascontiguousarray(table, np.int32)
-    pos = 0
-    for chunk in col.chunks:
-        ind = chunk.indices
-        n = len(ind)
-        if n:
-            if ind.type != pa.int32():
-                ind = pc.cast(ind, pa.int32())
-            idx = np.frombuffer(ind.buffers()[1], np.int32, count=n, offset=ind.offset * 4)
-            k.dict_codes(idx, _bitmap(ind), ind.offset, table, out[pos:pos + n])
-        pos += n
-    return out
+    return _map_chunks(col.chunks, [0] * col.num_chunks, table, k, None)
 
 
 def _distinct_arrow(col: pa.ChunkedArray, k=None):
