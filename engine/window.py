@@ -94,7 +94,7 @@ class LineSet:
         self._groups: dict = {}  # (scope, id(line)) -> group or Unknown
         self._orders: dict = {}  # id(line) -> order key
         self._where: dict = {}  # (id(where), id(line)) -> bool
-        self._index: dict = {}  # scope -> group -> lines; ("rows", table, side) -> row -> lines
+        self._index: dict = {}  # scope -> group -> lines; ("rows", table, side, key) -> row -> lines
 
     def in_group(self, scope: str, group) -> list:
         """Lines of a group, in total order (built once per scope)."""
@@ -108,7 +108,7 @@ class LineSet:
 
     def matching(self, table, side: str, key_expr, point: int, evaluate) -> list:
         """Lines whose key matches row ``point`` on ``side``, in total order (built once per table side)."""
-        k = ("rows", id(table), side)
+        k = ("rows", id(table), side, key_expr)  # rules may read one table through different keys
         index = self._index.get(k)
         if index is None:
             index = self._index[k] = {}
@@ -132,14 +132,14 @@ class LineSet:
     def matching_in(self, table, side: str, key_expr, point: int, scope: str, group, evaluate) -> list:
         """``matching`` lines that are in ``group`` of ``scope`` (indexed once per table side and scope: a
         window looks at its group, not at every line of the knowledge row)."""
-        k = ("rows-in", id(table), side, scope)
+        k = ("rows-in", id(table), side, key_expr, scope)
         index = self._index.get(k)
         if index is None:
             index = self._index[k] = {}
-            rows = self._index.get(("rows", id(table), side))
+            rows = self._index.get(("rows", id(table), side, key_expr))
             if rows is None:
                 self.matching(table, side, key_expr, point, evaluate)
-                rows = self._index[("rows", id(table), side)]
+                rows = self._index[("rows", id(table), side, key_expr)]
             for r, lines in rows.items():
                 for m in lines:  # in total order, kept within each group
                     index.setdefault((r, self.group(scope, m)), []).append(m)
