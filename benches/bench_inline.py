@@ -6,8 +6,11 @@ over R timed calls (after warm-up, with gc.freeze() as an embedding service woul
 
   screen_p50_us / screen_p99_us   Screener.screen(request dict): request mapping + index lookups +
                                   template evaluation + rendering of the findings (the whole call)
-  engine_p50_us / engine_p99_us   Screener.screen_lines(typed lines): candidates + evaluation + rendering
-  decide_p50_us / decide_p99_us   candidates + template evaluation only (no findings rendered)
+  and its parts, each timed alone on the same requests:
+  map_p50_us / map_p99_us         the request mapping (RequestMapper.request: dict -> typed lines)
+  decide_p50_us / decide_p99_us   candidates + template evaluation of every current line (no rendering)
+  render_p50_us / render_p99_us   rendering the decided hits as screen() does + the 3101 response
+  engine_p50_us / engine_p99_us   Screener.screen_lines(typed lines): decisions + full findings
   plain_loop_p50_us / _p99_us     the peer: a hand-written dict-of-records loop over the same five rule
                                   types (no three-valued logic, no rendering), on the same lines
   reference_p50_us / _p99_us      the reference interpreter on the same typed lines
@@ -35,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from claimaudit.connectors.request import request_lines
+from claimaudit.engine.findings import screen_response
 from claimaudit.engine.inline import Screener
 from claimaudit.engine.reference import ReferenceEngine
 
@@ -134,6 +138,29 @@ def plain_loop_peer(ruleset):
     return screen
 
 
+def _identity(record: dict) -> tuple:
+    return record["finding_id"], record["outcome"]
+
+
+def decided(screener, typed: list) -> list:
+    """Each request with its decisions, as screen() has them before rendering."""
+    return [(r, screener.decisions.decide_lines(r.lines, r.current)) for r in typed]
+
+
+def render_and_respond(screener):
+    """What screen() does after deciding: render the hits (insufficient data briefly, no profile) and build
+    the 3101 response. Each call starts from the derived values the decisions left (a copy)."""
+    ruleset = screener.ruleset
+
+    def run(item):
+        req, hits_by_line = item
+        findings = []
+        for i, (lv, hits) in hits_by_line.items():
+            findings.extend(screener._render_hits(req.lines[i], dict(lv), hits, None, ruleset.profile is None))
+        return screen_response(findings, ruleset, "inline", 0.0)
+    return run
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rules", required=True, help="ruleset directory or compiled bundle")
@@ -151,10 +178,10 @@ def main(argv=None):
         sys.exit(f"no prescription with {a.lines} lines in {a.claims}")
     typed = [request_lines(r, screener.fields) for r in requests]
     reference = ReferenceEngine(screener.ruleset)
-    # the answers must agree before anything is timed
+    # the answers must agree, every field of every finding, before anything is timed
     for req in typed[:100]:
-        got = sorted(f.key() for f in screener.screen_lines(req.lines, req.current))
-        want = sorted(f.key() for f in reference.run(req.lines))
+        got = sorted((f.to_record() for f in screener.screen_lines(req.lines, req.current)), key=_identity)
+        want = sorted((f.to_record() for f in reference.run(req.lines)), key=_identity)
         assert got == want, "inline and reference disagree"
     findings_per_request = statistics.mean(len(screener.screen_lines(r.lines, r.current)) for r in typed)
     for r in requests[:200]:
@@ -162,34 +189,29 @@ def main(argv=None):
     gc.collect()
     gc.freeze()
     s50, s99 = percentiles(timed(screener.screen, requests, a.repeats))
+    parts = {"map": percentiles(timed(screener.mapper.request, requests, a.repeats)),
+             "decide": percentiles(timed(lambda r: screener.decisions.decide_lines(r.lines, r.current), typed,
+                                         a.repeats)),
+             "render": percentiles(timed(render_and_respond(screener), decided(screener, typed), a.repeats))}
     e50, e99 = percentiles(timed(lambda r: screener.screen_lines(r.lines, r.current), typed, a.repeats))
     r50, r99 = percentiles(timed(lambda r: list(reference.run(r.lines)), typed, max(a.repeats // 10, 200)))
     peer = None
     if {"drug_max_dose", "drug_age_range", "drug_sex", "drug_max_cnt", "drug_indication"} <= set(screener.ruleset.tables):
         loop = plain_loop_peer(screener.ruleset)
         peer = percentiles(timed(lambda r: loop(r.lines), typed, a.repeats))
-        # and the screener's own decision work without rendering findings, for the same comparison
-        import claimaudit.engine.reference as ref
-
-        def decide(r):
-            for line in r.lines:
-                env = ref.Env(line, None)
-                for cand in screener._candidates(line):
-                    screener._evaluate(cand, env)
-        d50, d99 = percentiles(timed(decide, typed, a.repeats))
     result = {
         "benchmark": "inline_screen", "date": dt.date.today().isoformat(), "python": platform.python_version(),
         "rules": len(screener.ruleset.rules), "parameter_rows": sum(len(f) for f in screener.plan.families),
         "lines_per_request": a.lines, "requests": len(requests), "repeats": a.repeats,
         "findings_per_request": round(findings_per_request, 2), "load_s": round(load_s, 3),
         "screen_p50_us": round(s50, 1), "screen_p99_us": round(s99, 1),
+        **{f"{name}_p{q}_us": round(v, 1) for name, (p50, p99) in parts.items() for q, v in ((50, p50), (99, p99))},
         "engine_p50_us": round(e50, 1), "engine_p99_us": round(e99, 1),
         "reference_p50_us": round(r50, 1), "reference_p99_us": round(r99, 1),
         "ratio_reference_over_engine_p50": round(r50 / e50, 2) if e50 else None,
     }
     if peer:
-        result.update({"decide_p50_us": round(d50, 1), "decide_p99_us": round(d99, 1),
-                       "plain_loop_p50_us": round(peer[0], 1), "plain_loop_p99_us": round(peer[1], 1)})
+        result.update({"plain_loop_p50_us": round(peer[0], 1), "plain_loop_p99_us": round(peer[1], 1)})
     print(json.dumps(result, ensure_ascii=False))
 
 

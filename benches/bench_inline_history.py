@@ -7,6 +7,14 @@ over R timed calls after warm-up (gc.freeze() as an embedding service would do a
 
   engine_p50_us / engine_p99_us       Screener.screen_lines(typed lines, current ids): line-level and
                                       cross-line rules, findings rendered
+  steady_p50_us / steady_p99_us       each request's fastest of --passes back-to-back calls, percentiles
+                                      over the requests: the cost of the code without the interruptions
+                                      of a shared box (which dominate engine_p99_us there)
+  quiet_p50_us / quiet_p99_us         the same calls, over the requests that raise no finding
+  cross_decisions_p50_us / _p99_us    the cross-line rules' decisions alone (engine/inline_cross.py: the
+                                      request indexed, every current line decided), nothing rendered
+  cross_render_us_per_finding         rendering one cross-line finding (by the reference's renderer)
+  cross_compiled / cross_fallbacks    cross-line rules compiled / left to the reference
   reference_p50_us / reference_p99_us the reference interpreter on the same lines
 
 The last line on stdout is one JSON object.
@@ -83,6 +91,38 @@ def timed(fn, items, repeats):
     return out
 
 
+def steady(fn, items, passes):
+    """Each request's fastest of ``passes`` back-to-back calls (µs)."""
+    out = []
+    for lines, current in items:
+        best = None
+        for _ in range(passes):
+            t0 = time.perf_counter()
+            fn(lines, current)
+            t = time.perf_counter() - t0
+            best = t if best is None or t < best else best
+        out.append(best * 1e6)
+    return out
+
+
+def cross_decisions(screener, lines, current) -> list:
+    """The cross-line hits of one request (decided, not rendered), with the request they belong to."""
+    req = screener.cross.request(lines, None)
+    return [(req, hit) for line in lines if line["feedetl_sn"] in current for hit in req.decisions(line)]
+
+
+def render_time_per_finding(items) -> float:
+    """Mean time to render one cross-line hit (hits decided beforehand: rendering alone is timed)."""
+    total, n = 0.0, 0
+    for hits in items:
+        t0 = time.perf_counter()
+        for req, hit in hits:
+            req.render(hit)
+        total += time.perf_counter() - t0
+        n += len(hits)
+    return total / n * 1e6 if n else 0.0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rules", default="rulesets/demo_history", help="ruleset directory or compiled bundle")
@@ -90,6 +130,7 @@ def main(argv=None):
     ap.add_argument("--lines", type=int, default=10, help="current lines per request (default 10)")
     ap.add_argument("--requests", type=int, default=300, help="distinct requests (default 300)")
     ap.add_argument("--repeats", type=int, default=5000, help="timed calls per measure (default 5000)")
+    ap.add_argument("--passes", type=int, default=5, help="calls per request for steady_* (default 5)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     screener = Screener.from_path(args.rules, stages=None)
@@ -98,7 +139,8 @@ def main(argv=None):
     codes = knowledge_codes(screener.ruleset)
     items = [request_lines(rng, codes, args.history, args.lines, i) for i in range(args.requests)]
     ref = ReferenceEngine(screener.ruleset)
-    findings = sum(len(screener.screen_lines(lines, cur)) for lines, cur in items)
+    per_request = [len(screener.screen_lines(lines, cur)) for lines, cur in items]
+    findings = sum(per_request)
     for lines, cur in items:  # the executors agree on every request before anything is timed
         a = sorted(f.key() for f in screener.screen_lines(lines, cur))
         b = sorted(f.key() for f in ref.run(lines, current=lambda l, cur=cur: l["feedetl_sn"] in cur))
@@ -107,18 +149,35 @@ def main(argv=None):
     gc.collect()
     gc.freeze()
     engine = timed(lambda lines, cur: screener.screen_lines(lines, cur), items, args.repeats)
+    steady_engine = steady(lambda lines, cur: screener.screen_lines(lines, cur), items, args.passes)
+    quiet_items = [it for it, n in zip(items, per_request) if n == 0]
+    quiet = timed(lambda lines, cur: screener.screen_lines(lines, cur), quiet_items, args.repeats) if quiet_items \
+        else [0.0]
+    decisions = timed(lambda lines, cur: cross_decisions(screener, lines, cur), items, args.repeats)
+    per_finding = render_time_per_finding([cross_decisions(screener, lines, cur) for lines, cur in items])
     reference = timed(lambda lines, cur: list(ref.run(lines, current=lambda l: l["feedetl_sn"] in cur)), items,
                       max(args.repeats // 5, 200))
     e50, e99 = percentiles(engine)
+    s50, s99 = percentiles(steady_engine)
+    q50, q99 = percentiles(quiet)
+    d50, d99 = percentiles(decisions)
     r50, r99 = percentiles(reference)
     result = {"benchmark": "inline_history", "date": dt.date.today().isoformat(), "machine": platform.machine(),
               "python": platform.python_version(), "rules": args.rules, "ruleset_rules": len(screener.ruleset.rules),
               "history_lines": args.history, "current_lines": args.lines, "requests": args.requests,
               "findings_per_request": round(findings / len(items), 2), "load_s": round(load_s, 3),
               "engine_p50_us": round(e50, 1), "engine_p99_us": round(e99, 1),
+              "steady_p50_us": round(s50, 1), "steady_p99_us": round(s99, 1),
+              "quiet_requests": len(quiet_items), "quiet_p50_us": round(q50, 1), "quiet_p99_us": round(q99, 1),
+              "cross_decisions_p50_us": round(d50, 1), "cross_decisions_p99_us": round(d99, 1),
+              "cross_render_us_per_finding": round(per_finding, 1),
+              "cross_compiled": len(screener.cross.compiled), "cross_fallbacks": len(screener.cross.fallbacks),
               "reference_p50_us": round(r50, 1), "reference_p99_us": round(r99, 1)}
     print(f"load {load_s:.2f}s; {result['findings_per_request']} findings/request; engine p50 {e50:.0f} µs "
-          f"p99 {e99:.0f} µs; reference p50 {r50:.0f} µs p99 {r99:.0f} µs")
+          f"p99 {e99:.0f} µs (steady p50 {s50:.0f} p99 {s99:.0f}; no findings: p50 {q50:.0f} p99 {q99:.0f}); "
+          f"cross-line decisions p50 {d50:.0f} "
+          f"p99 {d99:.0f} µs, {per_finding:.0f} µs per cross-line finding rendered; reference p50 {r50:.0f} µs "
+          f"p99 {r99:.0f} µs")
     print(json.dumps(result, ensure_ascii=False))
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from claimaudit.dsl.schema import CLAIM_FIELDS
 
-from .claims import coerce_fields, identity_problem
+from .claims import _CONVERT, coerce_fields, identity_problem
 
 
 class RequestError(Exception):
@@ -138,3 +138,184 @@ def request_lines(doc: dict, fields: tuple | None = None) -> ScreenRequest:
     if not isinstance(rule_ids, (list, tuple)):
         raise RequestError("request.rule_ids: must be a list of rule codes")
     return ScreenRequest(lines, current, tuple(str(r) for r in rule_ids))
+
+
+# ---- the fast mapping ------------------------------------------------------------------------------------
+#
+# ``request_lines`` above is the definition: general, and exact about errors. A screener maps every
+# request, so it builds a ``RequestMapper`` once for the fields its rules and findings read: per field,
+# where its value comes from in precedence order (national name, interface names, the fills) and how it is
+# typed; a kernel (engine/kernels/_inline.pyx, twin inline_twin.py) then makes each line in one loop, and
+# date texts are parsed once. Anything irregular — a value that does not convert, a missing line id, an
+# unexpected shape — sends the whole request back to ``request_lines``, so errors are reported exactly as
+# before and the fast path never has to.
+
+
+class _Irregular(Exception):
+    """The request needs the general mapping (which reports the problem, if there is one)."""
+
+
+_DATE_MEMO_LIMIT = 50_000
+
+
+def _blank(v) -> bool:
+    return isinstance(v, str) and not v.strip()
+
+
+def _general(kind: str):
+    """Conversion of one value as coerce_fields does it (blank text is null); raises when it cannot."""
+    convert = _CONVERT[kind]
+
+    def general(v):
+        return None if _blank(v) else convert(v)
+    return general
+
+
+def _memoised(kind: str) -> tuple:
+    """(memo, parse): date and date-time text repeats across lines and requests, parse each distinct text
+    once (the kernel reads the memo itself and calls ``parse`` on a miss)."""
+    general = _general(kind)
+    memo: dict = {}
+
+    def parse(v):
+        if type(v) is not str:
+            return general(v)
+        got = memo.get(v, memo)
+        if got is memo:
+            if len(memo) >= _DATE_MEMO_LIMIT:
+                memo.clear()
+            got = memo[v] = general(v)
+        return got
+    return memo, parse
+
+
+def _interface_names(mapping: dict) -> dict:
+    """National field -> interface names in precedence order (a later one wins in _copy)."""
+    out: dict = {}
+    for key, target in mapping.items():
+        out.setdefault(target, []).insert(0, key)
+    return out
+
+
+_ORDER_NAMES = _interface_names(ORDER_MAP)
+_ENCOUNTER_NAMES = _interface_names(ENCOUNTER_MAP)
+_PATIENT_NAMES = _interface_names(PATIENT_MAP)
+
+
+def _names(field: str, interface: dict) -> list:
+    return list(dict.fromkeys([field] + interface.get(field, [])))  # an interface name may be the national one
+
+
+def order_picks(field: str) -> tuple:
+    """Where an order line's field comes from, (source, key) in precedence order: the order (source 0) by its
+    national name, then its interface names; then the fills of request_lines — the amount at risk is the
+    order amount, the time of service the encounter's begntime (source 1, the encounter's raw values)."""
+    picks = [(0, k) for k in _names(field, _ORDER_NAMES)]
+    if field == "inscp_scp_amt":
+        picks += [(0, k) for k in _names("det_item_fee_sumamt", _ORDER_NAMES)]
+    if field == "fee_ocur_time":
+        picks.append((1, "begntime"))
+    return tuple(picks)
+
+
+def encounter_picks(field: str) -> tuple:
+    """Where an encounter's field comes from: the encounter (source 0), then the patient (source 1), each by
+    national name then interface names; the diagnosis list from the diagnoses first, the main diagnosis from
+    them last (source 2: ``codes`` and ``main``)."""
+    picks = [(0, k) for k in _names(field, _ENCOUNTER_NAMES)] + [(1, k) for k in _names(field, _PATIENT_NAMES)]
+    if field == "diag_codes":
+        return ((2, "codes"),) + tuple(picks)
+    if field == "dscg_maindiag_code":
+        picks.append((2, "main"))
+    return tuple(picks)
+
+
+class RequestMapper:
+    """3101 request -> typed lines for a fixed set of fields, fast; ``request_lines`` on anything irregular.
+    ``kernels``: 'cython' or 'python' (default: as CLAIMAUDIT_KERNELS selects)."""
+
+    def __init__(self, fields: tuple | None = None, kernels: str | None = None):
+        from claimaudit.engine.kernels import inline as inline_kernels
+        self.kernels = inline_kernels.backend(kernels)
+        self.fields = fields or tuple(CLAIM_FIELDS.items())
+        self.empty = {name: None for name, _ in self.fields}
+        self.order_spec = self.kernels.prepare(self._spec(order_picks), 2)  # the order, its encounter's begntime
+        self.encounter_spec = self.kernels.prepare(self._spec(encounter_picks), 3)  # encounter, patient, diagnoses
+        self.general_calls = 0  # requests that took the general mapping (tests watch it)
+
+    def _spec(self, picks) -> tuple:
+        k = self.kernels
+        parsed = {kind: _memoised(kind) for kind in ("date", "datetime")}
+        out = []
+        for name, info in self.fields:
+            if info.type in parsed:
+                memo, convert = parsed[info.type]
+                out.append((name, k.PARSED, picks(name), memo, convert))
+            else:
+                kind = {"text": k.TEXT, "number": k.NUMBER}.get(info.type, k.OTHER)
+                out.append((name, kind, picks(name), None, _general(info.type)))
+        return tuple(out)
+
+    def request(self, doc: dict) -> ScreenRequest:
+        try:
+            return self._fast(doc)
+        except Exception:  # noqa: BLE001 - whatever it is, the general mapping reports it precisely
+            self.general_calls += 1
+            return request_lines(doc, self.fields)
+
+    def _fast(self, doc: dict) -> ScreenRequest:
+        lines, current = [], set()
+        typed_line, order_lines = self.kernels.typed_line, self.kernels.order_lines
+        for patient in _items(doc, "patient_dtos"):
+            for enc in _items(patient, "fsi_encounter_dtos"):
+                extra = self._diagnoses(enc)
+                base = typed_line((enc, patient, extra), self.empty, self.encounter_spec)
+                begntime = {"begntime": _first_of((enc, patient), _BEGNTIME)}
+                orders = enc.get("fsi_order_dtos")
+                if type(orders) is not list or not order_lines(orders, (begntime,), base, self.order_spec, lines,
+                                                               current):
+                    raise _Irregular("fsi_order_dtos")
+        rule_ids = doc.get("rule_ids") or ()
+        if not isinstance(rule_ids, (list, tuple)):
+            raise _Irregular("rule_ids")
+        return ScreenRequest(lines, current, tuple(str(r) for r in rule_ids))
+
+    @staticmethod
+    def _diagnoses(enc: dict) -> dict:
+        """{"codes", "main"} of an encounter's diagnoses, as request_lines reads them (None when absent)."""
+        codes, main = None, None
+        diags = enc.get("fsi_diagnose_dtos")
+        if diags is not None:
+            if type(diags) is not list:
+                raise _Irregular("fsi_diagnose_dtos")
+            codes = []
+            for d in diags:
+                if type(d) is not dict:
+                    raise _Irregular("a diagnosis")
+                code = d.get("dise_codg")
+                if code:
+                    codes.append(str(code).strip())
+                    if main is None and str(d.get("maindise_flag")) == "1":
+                        main = codes[-1]
+        return {"codes": codes or None, "main": main}
+
+
+_BEGNTIME = encounter_picks("begntime")
+
+
+def _first_of(sources: tuple, picks: tuple):
+    for index, key in picks:
+        v = sources[index].get(key)
+        if v is not None:
+            return v
+    return None
+
+
+def _items(obj: dict, key: str) -> list:
+    v = obj.get(key)
+    if type(v) is not list:
+        raise _Irregular(key)
+    for item in v:
+        if type(item) is not dict:
+            raise _Irregular(key)
+    return v

@@ -1,10 +1,14 @@
 """Inline executor: one prescription at a time, no DataFrame.
 
-Everything that can be done before a request arrives is done when the ruleset loads: the plan's
-parameter rows become per-key records in one index over code prefixes, templates are compiled to
-Python closures, and the fields the rules read are fixed. A request then costs a few dict lookups
-per line and a closure call per candidate; only hits are rendered (through the reference, so the
-messages are the same as every other executor's).
+Everything that can be done before a request arrives is done when the ruleset loads: the request
+mapping is prepared for the fields the rules and findings read (connectors.request.RequestMapper),
+each line-level family's template becomes one compiled decision function over its parameter rows,
+indexed by code prefix (inline_decide), and each rule's message, evidence and amount are compiled into
+a render program (inline_render) that gives exactly the reference's findings. A request then costs a
+dict lookup per line and prefix length, one call per family with rows for the line's code, and a few
+string joins per finding. The hot loops are Cython (engine/kernels/_inline.pyx); ``CLAIMAUDIT_KERNELS=
+python`` selects their pure-Python twins. Cross-line rules are compiled apart (inline_cross);
+``compile_expr`` below is their closure compiler.
 
     screener = Screener.from_path("rulesets/demo")
     response = screener.screen(request_dict)      # 3101-shaped dict in, 3101-shaped dict out
@@ -13,21 +17,23 @@ from __future__ import annotations
 
 import operator
 import time
-from dataclasses import dataclass
 
-from claimaudit.connectors.request import request_lines
+from claimaudit.connectors.request import RequestMapper
 from claimaudit.dsl import ir
 from claimaudit.dsl.ruleset import Ruleset, load_ruleset
 from claimaudit.dsl.schema import CLAIM_FIELDS, DERIVED_INPUTS
 from claimaudit.dsl.units import Quantity
 
 from . import reference as ref
-from .findings import INSUFFICIENT, VIOLATION, Finding, screen_response
-from .plan import MATCH_ALL, Plan, build_plan
-from .values import Unknown, is_unknown, service_date
-from .window import lookup_points
+from .findings import Finding, screen_response
+from .inline_cross import CrossLineRules
+from .inline_decide import DecisionIndex, ordered_hits
+from .inline_render import Renderers
+from .plan import Plan, build_plan
+from .values import Unknown
 
 DEFAULT_STAGES = ("事前", "事中")
+_PREPARED_RULES = 2000  # line-level rules whose renderers are compiled at load (more: on first finding)
 # fields a finding shows besides what the rules read
 _FINDING_FIELDS = ("feedetl_sn", "mdtrt_id", "psn_no", "fixmedins_code", "bilg_dept_codg", "bilg_dr_codg",
                    "med_list_codg", "fee_ocur_time", "hilist_name")
@@ -208,19 +214,6 @@ def _compile_call(expr: ir.Call):
 # ---- the screener -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One parameter row, ready to evaluate: compiled templates, its values, its rule."""
-
-    rule_index: int
-    point: int
-    params: dict
-    scope: object
-    condition: object
-    eff_from: object
-    eff_to: object
-
-
 class Screener:
     def __init__(self, plan: Plan, stages=DEFAULT_STAGES, executor_name: str = "inline"):
         self.plan = plan
@@ -233,15 +226,13 @@ class Screener:
         self.executor_name = executor_name
         self.reference = ref.ReferenceEngine(self.ruleset, stages=self.stages)
         self._active = {id(r) for r in self.reference.rules}
-        self._prefix: dict[str, list] = {}  # code prefix (or exact code) -> candidates
-        self._exact: dict[str, list] = {}
-        self._other: list = []  # (key fn or None, family index, candidates by key) for non-code keys
         self._build()
         used = set(_FINDING_FIELDS)
         for r in self.reference.rules:
             for f in r.fields_used():
                 used.update(DERIVED_INPUTS.get(f, (f,)))
         self.fields = tuple((n, CLAIM_FIELDS[n]) for n in CLAIM_FIELDS if n in used)
+        self.mapper = RequestMapper(self.fields)  # the request mapping, generated for these fields
 
     @classmethod
     def from_path(cls, path, stages=DEFAULT_STAGES) -> "Screener":
@@ -256,131 +247,59 @@ class Screener:
 
     def _build(self) -> None:
         rules = self.ruleset.rules
-        lengths = set()
-        self.cross_rules = []  # cross-line rules: decided with the reference's window code over the request
+        line_families = []  # decided by compiled families (inline_decide), rendered by render programs
+        cross = []  # cross-line rules: compiled apart (inline_cross)
         for fam in self.plan.families:
             if len(fam.rules) == 1 and rules[fam.rules[0]].window is not None:
                 if id(rules[fam.rules[0]]) in self._active:
-                    self.cross_rules.append(rules[fam.rules[0]])
+                    cross.append(rules[fam.rules[0]])
                 continue
-            scope = compile_expr(fam.scope) if fam.scope is not None else None
-            condition = compile_expr(fam.condition)
-            names = [n for n, _ in fam.params]
-            by_key: dict = {}
-            for r in range(len(fam)):
-                rule = rules[fam.rule_index[r]]
-                if id(rule) not in self._active:
-                    continue
-                params = {n: fam.values[n][r] for n in names}
-                table = self.ruleset.tables[rule.lookup.table] if rule.lookup and fam.point[r] >= 0 else None
-                start, end = ref.effective_window(rule, table, fam.point[r])
-                cand = Candidate(fam.rule_index[r], fam.point[r], params, scope, condition, start, end)
-                by_key.setdefault(fam.keys[r], []).append(cand)
-            code_key = isinstance(fam.key_expr, ir.Field) and fam.key_expr.name == "med_list_codg"
-            if fam.match in ("exact", "prefix") and code_key:  # every line has a code: one shared index
-                target = self._exact if fam.match == "exact" else self._prefix
-                for key, cands in by_key.items():
-                    target.setdefault(key, []).extend(cands)
-                    if fam.match != "exact":
-                        lengths.add(len(key))
-            else:
-                key_fn = compile_expr(fam.key_expr) if fam.match != MATCH_ALL else None
-                self._other.append((key_fn, fam, by_key))
-        self._lengths = tuple(sorted(lengths))
+            line_families.append(fam)
+        self.decisions = DecisionIndex(line_families, self.ruleset, self._active)
+        self.renderers = Renderers(self.ruleset, self.reference)
+        fired = sorted({r for d in self.decisions.deciders for r in d.rule_indexes})
+        if len(fired) <= _PREPARED_RULES:  # else each rule's renderer is made on its first finding
+            self.renderers.prepare(fired)
+        self.cross = CrossLineRules(self.ruleset, self.reference, cross, compile_expr)
+        self.cross_rules = self.cross.rules
 
     # ---- screening ----
     def screen(self, request: dict) -> dict:
         """A 3101-shaped request dict -> a 3101-shaped response dict (see connectors.request)."""
         started = time.perf_counter()
-        req = request_lines(request, self.fields)
-        findings = self.screen_lines(req.lines, req.current, req.rule_ids)
+        req = self.mapper.request(request)
+        # the response shows an insufficient-data finding's rule, line and reason only; a profile's
+        # exemptions read the rest, so with one every finding is rendered in full
+        findings = self.screen_lines(req.lines, req.current, req.rule_ids, brief=self.ruleset.profile is None)
         return screen_response(findings, self.ruleset, self.executor_name, (time.perf_counter() - started) * 1e6)
 
-    def screen_lines(self, lines: list, current=None, rule_ids=()) -> list[Finding]:
+    def screen_lines(self, lines: list, current=None, rule_ids=(), brief: bool = False) -> list[Finding]:
         """Findings on the current lines; history lines (curr_drord_flag 0) are only looked at, and appear in
-        cross-line findings as involved lines (涉及项)."""
+        cross-line findings as involved lines (涉及项). ``brief``: line-level insufficient-data findings carry
+        only what ``screen_response`` shows of them (inline_render.BriefInsufficient)."""
         out = []
         wanted = set(rule_ids) if rule_ids else None
-        cross = [r for r in self.cross_rules if wanted is None or r.code in wanted]
-        if cross:
-            self.reference.use_lines(lines)  # a request is small: its history is indexed per call
-        for line in lines:
+        cross = self.cross.request(lines, wanted) if self.cross.rules else None  # ordered and indexed once
+        decided = self.decisions.decide_lines(lines, current)  # every line's candidates in one kernel call
+        for i, line in enumerate(lines):
             if current is not None and line["feedetl_sn"] not in current:
                 continue
-            out.extend(self._screen_line(line, wanted))
-            for rule in cross:
-                lk = rule.lookup
-                if lk is not None and isinstance(lk.key, ir.Field) and line.get(lk.key.name) is not None and \
-                        not lookup_points(self.ruleset.tables[lk.table], lk.side, line[lk.key.name]):
-                    continue  # the line matches no knowledge row of this rule
-                out.extend(self.reference.evaluate_rule(rule, line))
+            if i in decided:
+                out.extend(self._render_hits(line, *decided[i], wanted, brief))
+            if cross is not None:
+                out.extend(cross.screen(line))
         return out
 
-    def _candidates(self, line: dict) -> list:
-        code = line.get("med_list_codg")
-        found = []
-        if code is not None:
-            found.extend(self._exact.get(code, ()))
-            prefix = self._prefix
-            for n in self._lengths:
-                if n > len(code):
-                    break
-                hit = prefix.get(code[:n])
-                if hit:
-                    found.extend(hit)
-        return found
+    def decide_line(self, line: dict, lv: dict | None = None) -> list:
+        """(rule index, point, outcome) of the line-level candidates a line trips, in report order (no
+        findings rendered). ``lv`` collects the line's derived values for rendering."""
+        return ordered_hits(self.decisions.decide(line, {} if lv is None else lv))
 
-    def _screen_line(self, line: dict, wanted) -> list[Finding]:
-        env = ref.Env(line, None)
-        hits = []  # (rule index, point, outcome)
-        for cand in self._candidates(line):
-            hits.append(self._evaluate(cand, env))
-        for key_fn, fam, by_key in self._other:
-            if key_fn is None:
-                for cand in by_key.get(None, ()):
-                    hits.append(self._evaluate(cand, env))
+    def _render_hits(self, line: dict, lv: dict, hits: list, wanted, brief: bool) -> list[Finding]:
+        """The findings of a line's hits (``lv``: the derived values its decisions computed)."""
+        rules, renderers, out = self.ruleset.rules, self.renderers, []
+        for rule_index, point, outcome in ordered_hits(hits):
+            if wanted is not None and rules[rule_index].code not in wanted:
                 continue
-            key = key_fn(env)
-            if is_unknown(key):
-                for r in sorted({c.rule_index for cs in by_key.values() for c in cs}):
-                    hits.append((r, -1, INSUFFICIENT))
-                continue
-            table = self.ruleset.tables[self.ruleset.rules[fam.rule_index[0]].lookup.table]
-            for i in table.matches(key):
-                for cand in by_key.get(table.rows[i].get(table.key), ()):
-                    if cand.point == i:
-                        hits.append(self._evaluate(cand, env))
-        seen, out = set(), []
-        for hit in sorted(h for h in hits if h is not None):
-            rule_index, point, outcome = hit
-            if (rule_index, point) in seen:
-                continue
-            seen.add((rule_index, point))
-            rule = self.ruleset.rules[rule_index]
-            if wanted is not None and rule.code not in wanted:
-                continue
-            out.append(self._render(rule, line, point, outcome))
+            out.append(renderers[rule_index].render(line, lv, point, outcome, brief))
         return out
-
-    def _evaluate(self, cand: Candidate, env: ref.Env):
-        """The reference's outcome for one candidate (see ReferenceEngine._evaluate_point)."""
-        env.row = cand.params
-        day = None
-        if cand.eff_from or cand.eff_to:
-            day = service_date(env.line)
-            if type(day) is not Unknown and ((cand.eff_from and day < cand.eff_from) or
-                                             (cand.eff_to and day > cand.eff_to)):
-                return None
-        if cand.scope is not None:
-            s = cand.scope(env)
-            if type(s) is Unknown:
-                return (cand.rule_index, cand.point, INSUFFICIENT)
-            if not s:
-                return None
-        c = cand.condition(env)
-        if type(c) is Unknown or type(day) is Unknown:
-            return (cand.rule_index, cand.point, INSUFFICIENT) if (type(c) is Unknown or c) else None
-        return (cand.rule_index, cand.point, VIOLATION) if c else None
-
-    def _render(self, rule, line, point, outcome) -> Finding:
-        return self.reference.render_hit(rule, line, point, outcome)

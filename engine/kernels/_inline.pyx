@@ -1,0 +1,990 @@
+# cython: language_level=3
+"""Kernels of the inline screener: the per-request work that is all dictionary reads, small objects and
+string joins, where the interpreter's dispatch is most of the cost. Three parts:
+
+- request mapping (connectors/request.py): a 3101 order -> a typed line;
+- decisions (engine/inline_decide.py): a family's template over its candidate rows for a line;
+- rendering (engine/inline_render.py): a line-level rule's finding on a line and knowledge row.
+
+Twins: inline_twin.py — a plain loop for the mapping, generated Python for decisions (engine/codegen.py)
+and rendering (engine/render_source.py). Tests check they agree (tests/test_inline_kernels.py). The
+kernels are built with bounds checks and wraparound off: no negative indexes here.
+"""
+from cpython.dict cimport PyDict_Copy, PyDict_GetItemWithError, PyDict_Next, PyDict_SetItem
+from cpython.float cimport PyFloat_CheckExact
+from cpython.long cimport PyLong_CheckExact
+from cpython.object cimport PyObject, PyObject_RichCompare, Py_EQ, Py_GE, Py_GT, Py_LE, Py_LT, Py_NE
+from cpython.sequence cimport PySequence_Contains
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR
+from libc.math cimport fabs, floor, isfinite
+
+cdef extern from "Python.h":
+    bint Py_UNICODE_ISSPACE(Py_UCS4 ch)
+    Py_ssize_t PyUnicode_Tailmatch(object s, object substr, Py_ssize_t start, Py_ssize_t end, int direction) except -1
+    const Py_ssize_t PY_SSIZE_T_MAX
+    int PyObject_GenericSetDict(object o, object value, void* context) except -1
+
+
+# ---- request mapping ---------------------------------------------------------------------------------------
+#
+# Where the twin tries each field's picks in precedence order (mostly keys the order does not have), this
+# walks the keys a source does have once and keeps, per field, the best-ranked value: the same answer with
+# one dictionary probe per present key.
+
+# kinds of a mapped field, as in inline_twin
+cdef enum:
+    K_TEXT = 0
+    K_NUMBER = 1
+    K_PARSED = 2
+    K_OTHER = 3
+    MAX_FIELDS = 128
+    NO_RANK = 1 << 30
+TEXT, NUMBER, PARSED, OTHER = K_TEXT, K_NUMBER, K_PARSED, K_OTHER
+
+
+cdef class Prepared:
+    """A spec ready for typed_line: per source, key -> ((field, rank), ...) where rank is the key's place in
+    the field's picks."""
+    cdef readonly tuple spec
+    cdef tuple index
+    cdef int n
+    cdef int kinds[MAX_FIELDS]
+
+    def __init__(self, tuple spec, int n_sources):
+        if len(spec) > MAX_FIELDS:
+            raise ValueError(f"at most {MAX_FIELDS} fields")
+        self.spec, self.n = spec, len(spec)
+        index = [{} for _ in range(n_sources)]
+        for f, entry in enumerate(spec):
+            self.kinds[f] = entry[1]
+            for rank, (source, key) in enumerate(entry[2]):
+                index[source].setdefault(key, []).append((f, rank))
+        self.index = tuple({k: tuple(v) for k, v in d.items()} for d in index)
+
+
+def prepare(tuple spec, int n_sources):
+    """``spec``: ((target, kind, picks, memo, convert), ...); picks: ((source index, key), ...) in precedence
+    order over ``n_sources`` source dicts."""
+    return Prepared(spec, n_sources)
+
+
+cdef inline object _text(object v, object convert):
+    cdef Py_ssize_t n
+    if PyUnicode_CheckExact(v):
+        n = PyUnicode_GET_LENGTH(v)
+        if n and not Py_UNICODE_ISSPACE(PyUnicode_READ_CHAR(v, 0)) and \
+                not Py_UNICODE_ISSPACE(PyUnicode_READ_CHAR(v, n - 1)):
+            return v  # what strip() gives back: the same text
+        v = v.strip()
+        return v if v else None
+    return convert(v)
+
+
+cdef inline object _typed(int kind, object v, tuple entry):
+    cdef PyObject* hit
+    if kind == K_TEXT:
+        return _text(v, entry[4])
+    if kind == K_NUMBER:
+        if PyFloat_CheckExact(v):
+            return v
+        if PyLong_CheckExact(v):
+            return float(v)
+    elif kind == K_PARSED and PyUnicode_CheckExact(v):
+        hit = PyDict_GetItemWithError(<dict>entry[3], v)
+        if hit != NULL:
+            return <object>hit
+    return entry[4](v)
+
+
+def typed_line(tuple sources, dict base, Prepared prepared):
+    """A copy of ``base`` with each spec field (target, kind, picks, memo, convert) set from its first pick
+    that is not None, typed as ``coerce_fields`` types it (``convert`` is the general conversion: it raises on
+    a value that cannot be read; ``memo`` holds parsed date texts)."""
+    cdef int rank[MAX_FIELDS]
+    cdef PyObject* value[MAX_FIELDS]
+    cdef int f, n = prepared.n, r
+    cdef Py_ssize_t s, pos
+    cdef PyObject* key
+    cdef PyObject* v
+    cdef PyObject* got
+    cdef dict index
+    cdef tuple hit
+    for f in range(n):
+        rank[f] = NO_RANK
+    for s in range(len(sources)):
+        index = <dict>prepared.index[s]
+        pos = 0
+        while PyDict_Next(<dict>sources[s], &pos, &key, &v):
+            if <object>v is None:
+                continue
+            got = PyDict_GetItemWithError(index, <object>key)
+            if got == NULL:
+                continue
+            for hit in <tuple>got:
+                f = hit[0]
+                r = hit[1]
+                if r < rank[f]:
+                    rank[f] = r
+                    value[f] = v
+    cdef dict line = PyDict_Copy(base)
+    cdef tuple spec = prepared.spec
+    for f in range(n):
+        if rank[f] != NO_RANK:
+            entry = <tuple>spec[f]
+            PyDict_SetItem(line, entry[0], _typed(prepared.kinds[f], <object>value[f], entry))
+    return line
+
+
+cdef inline bint _is_current(dict order):
+    cdef PyObject* got = PyDict_GetItemWithError(order, "curr_drord_flag")
+    if got == NULL or <object>got is None:
+        return True
+    flag = <object>got
+    if PyUnicode_CheckExact(flag) and flag == "1":
+        return True
+    return str(flag).strip() in ("", "1")
+
+
+def order_lines(list orders, tuple extra, dict base, Prepared prepared, list lines, set current):
+    """Each order (a dict) -> ``typed_line((order,) + extra, base, prepared)`` appended to ``lines``, its id to
+    ``current`` when it is a current order (curr_drord_flag 1, blank or absent). False when an order is not
+    a dict or its line has no id or national code: the general mapping then reports it."""
+    cdef object order
+    cdef dict line
+    cdef PyObject* got
+    for order in orders:
+        if type(order) is not dict:
+            return False
+        line = typed_line((order,) + extra, base, prepared)
+        got = PyDict_GetItemWithError(line, "feedetl_sn")
+        if got == NULL or <object>got is None:
+            return False
+        got = PyDict_GetItemWithError(line, "med_list_codg")
+        if got == NULL or <object>got is None:
+            return False
+        lines.append(line)
+        if _is_current(<dict>order):
+            current.add(line["feedetl_sn"])
+    return True
+
+
+# ---- decisions: a family's template as a tree of typed nodes ----------------------------------------------
+#
+# The twin generates Python source for a family (engine/codegen.py); here the same template becomes a tree
+# of extension-type nodes evaluated by C calls. Semantics are the generated code's, node for node: unknown
+# values propagate, and/or are Kleene with the second side evaluated only when the first does not decide,
+# comparisons of one type compare directly and quantities by base value in one dimension, everything else
+# goes to the reference's own functions. Decisions never read an unknown's reason, so unlike quantities
+# give one shared Unknown.
+
+cdef object Unknown = None, Quantity = None, UNITS_DIFFER = None, NO_DIAGNOSIS = None
+cdef object _compare = None, _arith = None, derived_value = None, has_diag = None
+cdef object call_generic = None, service_date = None, DERIVED_FIELDS = None, MEMO_INPUTS = None, MEMOS = None
+cdef object DIAGNOSES_MEMO = None, reference_diagnoses = None, MEMO_LIMIT = None
+cdef object units_differ = None, _object_new = object.__new__
+cdef tuple DERIVED_NAMES = ()  # a derived value's place in Ctx.derived
+cdef str INSUFFICIENT = "insufficient_data", VIOLATION = "violation"
+_OPS = {"<": Py_LT, "<=": Py_LE, "==": Py_EQ, "!=": Py_NE, ">": Py_GT, ">=": Py_GE}
+
+
+def _bind():
+    """The engine's values and the reference's functions (imported on first use: engine modules import
+    the kernels)."""
+    global Unknown, Quantity, UNITS_DIFFER, NO_DIAGNOSIS, _compare, _arith, derived_value, has_diag
+    global call_generic, service_date, DERIVED_FIELDS, MEMO_INPUTS, MEMOS, DERIVED_NAMES
+    global DIAGNOSES_MEMO, reference_diagnoses, MEMO_LIMIT, units_differ
+    from claimaudit.dsl.schema import DERIVED_FIELDS as fields
+    from claimaudit.dsl.units import Quantity as quantity
+    from claimaudit.engine import codegen, reference, values
+    Unknown, Quantity, UNITS_DIFFER = values.Unknown, quantity, codegen.UNITS_DIFFER
+    NO_DIAGNOSIS = reference.NO_DIAGNOSIS
+    _compare, _arith, derived_value = reference._compare, reference._arith, codegen.derived_value
+    has_diag, call_generic, service_date = codegen.has_diag, codegen.call_generic, values.service_date
+    DERIVED_FIELDS, MEMO_INPUTS, MEMOS = fields, codegen._MEMO_INPUTS, codegen._memos
+    DIAGNOSES_MEMO, reference_diagnoses, MEMO_LIMIT = codegen._diagnoses_memo, reference.diagnoses, codegen._MEMO_LIMIT
+    DERIVED_NAMES = tuple(fields)
+    units_differ = codegen.units_differ
+    _bind_rendering()
+
+
+cdef inline bint unknown(object v):
+    return type(v) is Unknown
+
+
+cdef class Ctx:
+    """One line: the line, its caches (derived values by DERIVED_NAMES, diagnoses), the row being evaluated."""
+    cdef dict line
+    cdef dict lv
+    cdef tuple row
+    cdef list derived
+    cdef object diag
+    cdef object krow  # the knowledge row a rendered finding cites (dict or None)
+
+
+cdef Ctx _context(dict line, dict lv):
+    cdef Ctx c = Ctx.__new__(Ctx)
+    c.line, c.lv, c.derived, c.diag, c.krow = line, lv, [None] * len(DERIVED_NAMES), None, None
+    return c
+
+
+cdef object _diagnoses(Ctx c):
+    """codegen.diagnoses: the line's cache, then the memo by (main code, list), then the reference."""
+    if c.diag is not None:
+        return c.diag
+    codes = c.lv.get("@diagnoses")
+    if codes is None:
+        key = (c.line.get("dscg_maindiag_code"), c.line.get("diag_codes"))
+        try:
+            codes = (<dict>DIAGNOSES_MEMO).get(key)
+        except TypeError:  # a list of codes (a caller's own line): no memo
+            codes = reference_diagnoses(c.line)
+        else:
+            if codes is None:
+                if len(DIAGNOSES_MEMO) >= MEMO_LIMIT:
+                    (<dict>DIAGNOSES_MEMO).clear()
+                codes = DIAGNOSES_MEMO[key] = reference_diagnoses(c.line)
+        c.lv["@diagnoses"] = codes
+    c.diag = codes
+    return codes
+
+
+cdef class Node:
+    cdef object eval(self, Ctx c):
+        raise NotImplementedError
+
+
+cdef class Const(Node):
+    cdef object value
+
+    def __init__(self, value):
+        self.value = value
+
+    cdef object eval(self, Ctx c):
+        return self.value
+
+
+cdef class Field(Node):
+    cdef object name, missing
+
+    def __init__(self, name):
+        self.name, self.missing = name, Unknown(f"{name} is missing")
+
+    cdef object eval(self, Ctx c):
+        cdef PyObject* got = PyDict_GetItemWithError(c.line, self.name)
+        if got == NULL or <object>got is None:
+            return self.missing
+        return <object>got
+
+
+cdef class Derived(Node):
+    """A derived value, once per line: the line's cache, the line itself, the memo, then derived_value
+    (daily_cnt of two floats is computed here: derive divides them)."""
+    cdef object name, memo, first, second
+    cdef Py_ssize_t slot
+    cdef bint per_day
+
+    def __init__(self, name):
+        self.name, self.slot, self.per_day = name, DERIVED_NAMES.index(name), name == "daily_cnt"
+        inputs = MEMO_INPUTS.get(name)
+        self.memo = MEMOS[name] if inputs is not None else None
+        self.first = inputs[0] if inputs is not None else None
+        self.second = inputs[1] if inputs is not None and len(inputs) == 2 else None
+
+    cdef object eval(self, Ctx c):
+        v = c.derived[self.slot]
+        if v is not None:
+            return v
+        v = c.lv.get(self.name)
+        if v is None and self.per_day and c.line.get(self.name) is None:
+            cnt, days = c.line.get("cnt"), c.line.get("prd_days")
+            if PyFloat_CheckExact(cnt) and PyFloat_CheckExact(days) and <double>days > 0:
+                v = c.lv[self.name] = <double>cnt / <double>days
+        if v is None:
+            if self.memo is not None and c.line.get(self.name) is None:
+                key = c.line.get(self.first) if self.second is None else \
+                    (c.line.get(self.first), c.line.get(self.second))
+                try:
+                    v = (<dict>self.memo).get(key)
+                except TypeError:
+                    pass
+            if v is None:
+                v = derived_value(self.name, c.line)
+            c.lv[self.name] = v
+        c.derived[self.slot] = v
+        return v
+
+
+cdef class KnowledgeField(Node):
+    """A column of the knowledge row a finding cites (rendering only; decisions read parameters)."""
+    cdef object column, missing
+
+    def __init__(self, column):
+        self.column, self.missing = column, Unknown(f"knowledge column {column} is empty")
+
+    cdef object eval(self, Ctx c):
+        v = (<dict>c.krow).get(self.column) if c.krow is not None else None
+        return self.missing if v is None else v
+
+
+cdef class Param(Node):
+    cdef Py_ssize_t slot
+
+    def __init__(self, Py_ssize_t slot):
+        self.slot = slot
+
+    cdef object eval(self, Ctx c):
+        return <object>PyTuple_GET_ITEM(c.row, self.slot)
+
+
+cdef class Not(Node):
+    cdef Node a
+
+    def __init__(self, Node a):
+        self.a = a
+
+    cdef object eval(self, Ctx c):
+        x = self.a.eval(c)
+        return x if unknown(x) else (not x)
+
+
+cdef class IsNull(Node):
+    cdef Node a
+    cdef bint want
+
+    def __init__(self, Node a, bint want):
+        self.a, self.want = a, want
+
+    cdef object eval(self, Ctx c):
+        x = self.a.eval(c)
+        return (unknown(x) or x is None) == self.want
+
+
+cdef class Neg(Node):
+    cdef Node a
+
+    def __init__(self, Node a):
+        self.a = a
+
+    cdef object eval(self, Ctx c):
+        x = self.a.eval(c)
+        if unknown(x):
+            return x
+        if isinstance(x, Quantity):
+            return Quantity(-x.base_value, x.dimension)
+        return -x
+
+
+cdef class Logic(Node):
+    """Kleene and (decides on False) / or (decides on True)."""
+    cdef Node a, b
+    cdef object decides, other
+
+    def __init__(self, Node a, Node b, bint is_and):
+        self.a, self.b = a, b
+        self.decides, self.other = (False, True) if is_and else (True, False)
+
+    cdef object eval(self, Ctx c):
+        x = self.a.eval(c)
+        if x is self.decides:
+            return self.decides
+        y = self.b.eval(c)
+        if y is self.decides:
+            return self.decides
+        if x is self.other and y is self.other:
+            return self.other
+        return x if unknown(x) else y
+
+
+cdef class Compare(Node):
+    cdef Node a, b
+    cdef int op
+    cdef object name
+    cdef bint reasons
+
+    def __init__(self, Node a, Node b, name, bint reasons):
+        self.a, self.b, self.name, self.op, self.reasons = a, b, name, _OPS[name], reasons
+
+    cdef object eval(self, Ctx c):
+        x = self.a.eval(c)
+        if unknown(x):
+            return x
+        y = self.b.eval(c)
+        if unknown(y):
+            return y
+        if type(x) is type(y) and type(x) is not Quantity:
+            return PyObject_RichCompare(x, y, self.op)
+        if type(x) is Quantity and type(y) is Quantity:
+            if x.dimension == y.dimension:
+                return PyObject_RichCompare(x.base_value, y.base_value, self.op)
+            return units_differ(x, y) if self.reasons else UNITS_DIFFER
+        return _compare(self.name, x, y)
+
+
+cdef class Arith(Node):
+    cdef Node a, b
+    cdef object name
+    cdef int op  # 0 + 1 - 2 * 3 /
+
+    def __init__(self, Node a, Node b, name):
+        self.a, self.b, self.name, self.op = a, b, name, "+-*/".index(name)
+
+    cdef object eval(self, Ctx c):
+        cdef double p, q
+        x = self.a.eval(c)
+        if unknown(x):
+            return x
+        y = self.b.eval(c)
+        if unknown(y):
+            return y
+        if PyFloat_CheckExact(x) and PyFloat_CheckExact(y):
+            p, q = x, y
+            if self.op == 0:
+                return p + q
+            if self.op == 1:
+                return p - q
+            if self.op == 2:
+                return p * q
+            if q != 0:
+                return p / q
+        elif type(x) is Quantity or type(y) is Quantity:
+            return self._quantities(x, y)
+        return _arith(self.name, x, y)
+
+    cdef object _quantities(self, x, y):
+        """The reference's unit arithmetic for one dimension or a quantity scaled by a number (the rest,
+        and the unknowns it makes, by ``_arith`` itself)."""
+        if type(x) is Quantity and type(y) is Quantity:
+            if x.dimension == y.dimension:
+                if self.op == 0:
+                    return _quantity(x.base_value + y.base_value, x.dimension)
+                if self.op == 1:
+                    return _quantity(x.base_value - y.base_value, x.dimension)
+                if self.op == 3 and y.base_value != 0:
+                    return x.base_value / y.base_value
+        elif self.op == 2 and type(x) is Quantity and _number(y):
+            return _quantity(x.base_value * y, x.dimension)
+        elif self.op == 2 and type(y) is Quantity and _number(x):
+            return _quantity(y.base_value * x, y.dimension)
+        elif self.op == 3 and type(x) is Quantity and _number(y) and y != 0:
+            return _quantity(x.base_value / y, x.dimension)
+        return _arith(self.name, x, y)
+
+
+cdef inline bint _number(object v):
+    return PyFloat_CheckExact(v) or PyLong_CheckExact(v)
+
+
+cdef object _quantity(object base_value, object dimension):
+    """Quantity(base_value, dimension) without the frozen-dataclass __init__ (codegen.new_quantity)."""
+    q = _object_new(Quantity)
+    d = q.__dict__
+    d["base_value"] = base_value
+    d["dimension"] = dimension
+    return q
+
+
+cdef class Member(Node):
+    cdef Node a, b
+    cdef bint negate
+
+    def __init__(self, Node a, Node b, bint negate):
+        self.a, self.b, self.negate = a, b, negate
+
+    cdef object eval(self, Ctx c):
+        x = self.a.eval(c)
+        if unknown(x):
+            return x
+        y = self.b.eval(c)
+        if unknown(y):
+            return y
+        return PySequence_Contains(y, x) != self.negate
+
+
+cdef bint _starts(object text, tuple prefixes) except -1:
+    cdef Py_ssize_t i
+    for i in range(PyTuple_GET_SIZE(prefixes)):
+        if PyUnicode_Tailmatch(text, <object>PyTuple_GET_ITEM(prefixes, i), 0, PY_SSIZE_T_MAX, -1):
+            return True
+    return False
+
+
+cdef bint _all_text(tuple items):
+    cdef Py_ssize_t i
+    for i in range(PyTuple_GET_SIZE(items)):
+        if not PyUnicode_CheckExact(<object>PyTuple_GET_ITEM(items, i)):
+            return False
+    return True
+
+
+cdef class StartsWith(Node):
+    cdef Node a, b
+
+    def __init__(self, Node a, Node b):
+        self.a, self.b = a, b
+
+    cdef object eval(self, Ctx c):
+        x = self.a.eval(c)
+        if unknown(x):
+            return x
+        y = self.b.eval(c)
+        if unknown(y):
+            return y
+        prefixes = y if isinstance(y, tuple) else (y,)
+        if PyUnicode_CheckExact(x) and type(prefixes) is tuple and _all_text(prefixes):
+            return _starts(x, prefixes)
+        return str(x).startswith(prefixes)
+
+
+cdef class Coalesce(Node):
+    cdef Node a, b
+
+    def __init__(self, Node a, Node b):
+        self.a, self.b = a, b
+
+    cdef object eval(self, Ctx c):
+        v = self.a.eval(c)
+        if unknown(v) or v is None:
+            return self.b.eval(c)
+        return v
+
+
+cdef class HasDiag(Node):
+    """has_diag(prefixes); ``upper``: the prefixes are a parameter upper-cased at load."""
+    cdef Node a
+    cdef bint upper
+
+    def __init__(self, Node a, bint upper):
+        self.a, self.upper = a, upper
+
+    cdef object eval(self, Ctx c):
+        p = self.a.eval(c)
+        if unknown(p):
+            return p
+        codes = _diagnoses(c)
+        if not self.upper or type(codes) is not tuple or type(p) is not tuple or not _all_text(p):
+            return has_diag(codes, p)
+        if not codes:
+            return NO_DIAGNOSIS
+        for code in <tuple>codes:
+            if PyUnicode_CheckExact(code) and _starts(code, <tuple>p):
+                return True
+            if not PyUnicode_CheckExact(code):
+                return has_diag(codes, p)
+        return False
+
+
+cdef class Call(Node):
+    cdef tuple args
+    cdef object func, types
+
+    def __init__(self, func, tuple args, types):
+        self.func, self.args, self.types = func, args, types
+
+    cdef object eval(self, Ctx c):
+        values = []
+        for a in self.args:
+            v = (<Node>a).eval(c)
+            if unknown(v):
+                return v
+            values.append(v)
+        return call_generic(self.func, values, self.types, c.line)
+
+
+def _node(expr, dict slots, dict constants, frozenset upper, bint reasons):
+    """IR -> node."""
+    from claimaudit.dsl import ir
+
+    def go(e):
+        if isinstance(e, ir.Const):
+            return Const(e.value)
+        if isinstance(e, ir.Field):
+            if e.name in DERIVED_FIELDS:
+                return Derived(e.name)
+            return Field(e.name)
+        if isinstance(e, ir.Param):
+            return Const(constants[e.name]) if e.name in constants else Param(slots[e.name])
+        if isinstance(e, ir.KnowledgeField):
+            return KnowledgeField(e.column)
+        if isinstance(e, ir.Call):
+            if e.func == "coalesce":
+                return Coalesce(go(e.args[0]), go(e.args[1]))
+            if e.func == "has_diag":
+                arg = e.args[0]
+                return HasDiag(go(arg), isinstance(arg, ir.Param) and arg.name in upper)
+            return Call(e.func, tuple(go(a) for a in e.args), tuple(a.type for a in e.args))
+        if not isinstance(e, ir.Op):
+            raise TypeError(f"cannot compile {type(e).__name__} for the inline screener")
+        op = e.op
+        if op in ("and", "or"):
+            return Logic(go(e.args[0]), go(e.args[1]), op == "and")
+        if op == "not":
+            return Not(go(e.args[0]))
+        if op in ("is_null", "not_null"):
+            return IsNull(go(e.args[0]), op == "is_null")
+        if op == "neg":
+            return Neg(go(e.args[0]))
+        a, b = go(e.args[0]), go(e.args[1])
+        if op in _OPS:
+            return Compare(a, b, op, reasons)
+        if op in ("in", "not in"):
+            return Member(a, b, op == "not in")
+        if op == "startswith":
+            return StartsWith(a, b)
+        return Arith(a, b, op)
+    return go(expr)
+
+
+cdef class Family:
+    """A family's scope and condition over its candidate rows (rule index, point[, from, to], *params)."""
+    cdef Node scope, condition
+    cdef bint dated
+    cdef readonly object label
+
+    def __init__(self, scope, Node condition, bint dated, label):
+        self.scope, self.condition, self.dated, self.label = scope, condition, dated, label
+
+    def __call__(self, dict line, dict lv, rows, list hits):
+        self.run(_context(line, lv), rows, hits)
+
+    cdef run(self, Ctx c, rows, list hits):
+        cdef tuple row
+        cdef dict line = c.line
+        sday = None
+        day = None
+        for row in rows:
+            c.row = row
+            if self.dated:
+                day = None
+                ef, et = row[2], row[3]
+                if ef is not None or et is not None:
+                    if sday is None:
+                        sday = service_date(line)
+                    day = sday
+                    if not unknown(day) and ((ef is not None and day < ef) or (et is not None and day > et)):
+                        continue
+            if self.scope is not None:
+                s = self.scope.eval(c)
+                if unknown(s):
+                    hits.append((row[0], row[1], INSUFFICIENT))
+                    continue
+                if not s:
+                    continue
+            cond = self.condition.eval(c)
+            if unknown(cond):
+                hits.append((row[0], row[1], INSUFFICIENT))
+            elif self.dated and unknown(day):
+                if cond:
+                    hits.append((row[0], row[1], INSUFFICIENT))
+            elif cond:
+                hits.append((row[0], row[1], VIOLATION))
+
+
+def compile_family(scope, condition, dict slots, dict constants, frozenset upper, bint dated, label):
+    """A family's decision function ``f(line, lv, rows, hits)``: appends (rule index, point, outcome) for
+    each row that is violated or cannot be judged. ``slots``: Param name -> index in a row; ``constants``:
+    Param name -> the value every row shares; ``upper``: Params holding has_diag prefixes upper-cased;
+    ``dated``: rows carry (effective from, to) at 2 and 3."""
+    if Unknown is None:
+        _bind()
+    s = _node(scope, slots, constants, upper, False) if scope is not None else None
+    return Family(s, _node(condition, slots, constants, upper, False), dated, label)
+
+
+def decide_line(dict line, dict lv, dict exact, dict prefix, tuple lengths, list hits):
+    """Run the families the line's code finds: ``exact`` by the whole code, ``prefix`` by its first n
+    characters for each n in ``lengths`` (ascending); each maps to ((family, rows), ...)."""
+    cdef PyObject* got
+    cdef Py_ssize_t n, size
+    cdef Ctx c = None
+    code = line.get("med_list_codg")
+    if code is None:
+        return
+    if exact:
+        got = PyDict_GetItemWithError(exact, code)
+        if got != NULL:
+            c = _context(line, lv)
+            _run(<tuple>got, c, hits)
+    size = len(code)
+    for n in lengths:
+        if n > size:
+            break
+        got = PyDict_GetItemWithError(prefix, code[:n])
+        if got != NULL:
+            if c is None:
+                c = _context(line, lv)
+            _run(<tuple>got, c, hits)
+
+
+cdef inline _run(tuple found, Ctx c, list hits):
+    for pair in found:
+        f = (<tuple>pair)[0]
+        if type(f) is Family:
+            (<Family>f).run(c, (<tuple>pair)[1], hits)
+        else:
+            f(c.line, c.lv, (<tuple>pair)[1], hits)
+
+
+def decide_lines(list lines, object current, dict exact, dict prefix, tuple lengths):
+    """{index: (lv, hits)} of the lines whose code trips a family (only lines whose feedetl_sn is in
+    ``current``, unless it is None); ``lv`` holds the line's derived values for rendering."""
+    cdef dict out = {}, lv
+    cdef list hits
+    cdef Py_ssize_t i
+    for i in range(len(lines)):
+        line = <dict>lines[i]
+        if current is not None and line.get("feedetl_sn") not in current:
+            continue
+        lv, hits = {}, []
+        decide_line(line, lv, exact, prefix, lengths, hits)
+        if hits:
+            out[i] = (lv, hits)
+    return out
+
+
+# ---- rendering: a line-level rule's finding from its compiled parts -----------------------------------------
+#
+# Twin: inline_render.SourceProgram (generated Python). The rule's own expressions (not the family template)
+# are evaluated, with unknown reasons, as the reference does; values are shown as format_value shows them.
+
+cdef object sha1 = None, Finding = None, round_money = None, format_fast = None, format_value = None
+cdef object ROLE_VIOLATING = None, QUANTITY_TEXT = None
+cdef str NOT_COMPUTED = "not computed: insufficient data"
+
+
+def _bind_rendering():
+    global sha1, Finding, round_money, format_fast, format_value, ROLE_VIOLATING, QUANTITY_TEXT
+    import hashlib
+    from claimaudit.engine import findings, inline_render, values
+    sha1, Finding, ROLE_VIOLATING = hashlib.sha1, findings.Finding, findings.ROLE_VIOLATING
+    round_money, format_fast, format_value = values.round_money, inline_render.format_fast, values.format_value
+    QUANTITY_TEXT = inline_render._quantity_text
+
+
+cdef object _money(object value):
+    """values.round_money: half-up to the fen, as the same float operations (non-finite: as it fails)."""
+    cdef double v = float(value), r
+    if not isfinite(v):
+        return round_money(v)
+    r = floor(fabs(v) * 100 + 0.5 + 1e-6) / 100
+    return -r if v < 0 else r
+
+
+cdef object _new_finding(dict values):
+    """findings.new_finding, with ``values`` as the finding's own __dict__ (no copy)."""
+    f = _object_new(Finding)
+    PyObject_GenericSetDict(f, values, NULL)
+    return f
+
+
+cdef object _shown(object v):
+    """format_value(v), text and floats here."""
+    cdef double d
+    if PyUnicode_CheckExact(v):
+        return v
+    if PyFloat_CheckExact(v):
+        d = v
+        if isfinite(d) and floor(d) == d:
+            return str(int(v))
+        return format(v, ".6g")
+    if type(v) is Quantity and v.base_value:  # its text is remembered by value (format_fast)
+        got = (<dict>QUANTITY_TEXT).get((v.base_value, v.dimension))
+        if got is not None:
+            return got
+    return format_fast(v)
+
+
+cdef str _join(tuple parts, Ctx c):
+    """Literal text and node values (shown) in order."""
+    out = []
+    for part in parts:
+        out.append(part if PyUnicode_CheckExact(part) else _shown((<Node>part).eval(c)))
+    return "".join(out)
+
+
+cdef class RenderProgram:
+    """One line-level rule: its finding on a line and knowledge row (``point``: inline_render.PointFacts)."""
+    cdef tuple evidence       # ((field, node), ...)
+    cdef tuple message        # literal text | node | 0 (amount) | 1 (knowledge text) | 2 (knowledge source)
+    cdef Node amount
+    cdef tuple amount_text    # the amount's expression by values: literal text | node
+    cdef object amount_names
+    cdef object scope         # Node or None
+    cdef Node condition
+    cdef dict rule_fields     # what a finding takes from its rule
+    cdef object insufficient_prefix
+
+    def __init__(self, tuple evidence, tuple message, Node amount, tuple amount_text, amount_names, scope,
+                 Node condition, dict rule_fields, insufficient_prefix):
+        self.evidence, self.message, self.amount, self.amount_text = evidence, message, amount, amount_text
+        self.amount_names, self.scope, self.condition = amount_names, scope, condition
+        self.rule_fields, self.insufficient_prefix = rule_fields, insufficient_prefix
+
+    cdef Ctx _context(self, dict line, dict lv, point):
+        cdef Ctx c = _context(line, lv)
+        c.krow = point.row
+        return c
+
+    def violation(self, dict line, dict lv, point):
+        cdef Ctx c = self._context(line, lv, point)
+        value = self.amount.eval(c)
+        names = self.amount_names
+        if unknown(value):
+            amount, formula = None, f"{names}: cannot compute ({value.reason})"
+        else:
+            amount = _money(value)
+            text = _join(self.amount_text, c)
+            formula = f"{names} = {text} = {amount:.2f}" if names != text else f"{names} = {amount:.2f}"
+        return self._finding(c, point, VIOLATION, self._message(c, amount, point), amount, formula, None)
+
+    def reason(self, dict line, dict lv, point):
+        """The reference's outcome on the row: False (not concerned), None (violation) or the Unknown."""
+        cdef Ctx c = self._context(line, lv, point)
+        start, end = point.start, point.end
+        day = None
+        if start is not None or end is not None:
+            day = service_date(line)
+            if not unknown(day) and ((start is not None and day < start) or (end is not None and day > end)):
+                return False
+        found = None
+        if self.scope is not None:
+            s = (<Node>self.scope).eval(c)
+            if unknown(s):
+                found = s
+            elif not s:
+                return False
+        if found is None:
+            cond = self.condition.eval(c)
+            if unknown(cond):
+                found = cond
+            elif not cond:
+                return False
+        return day if unknown(day) else found
+
+    def insufficient(self, dict line, dict lv, point, why):
+        cdef Ctx c = self._context(line, lv, point)
+        return self._finding(c, point, INSUFFICIENT, self.insufficient_prefix + why.reason, None, NOT_COMPUTED,
+                             why.reason)
+
+    cdef str _message(self, Ctx c, amount, point):
+        out = []
+        for part in self.message:
+            if PyUnicode_CheckExact(part):
+                out.append(part)
+            elif not PyLong_CheckExact(part):
+                out.append(_shown((<Node>part).eval(c)))
+            elif part == 0:
+                out.append("（未知）" if amount is None else f"{amount:.2f}")
+            else:
+                out.append(point.text if part == 1 else point.source)
+        return "".join(out)
+
+    cdef object _finding(self, Ctx c, point, outcome, message, amount, formula, reason):
+        cdef dict line = c.line, lv = c.lv
+        line_id = str(line.get("feedetl_sn"))
+        mdtrt_id = line.get("mdtrt_id")
+        day = lv.get("@service_day")
+        if day is None:
+            d = service_date(line)
+            day = lv["@service_day"] = "" if unknown(d) else d.isoformat()
+        shown = []
+        for pair in self.evidence:
+            shown.append(((<tuple>pair)[0], _shown((<Node>(<tuple>pair)[1]).eval(c))))
+        fields = self.rule_fields
+        return _new_finding({
+            "finding_id": sha1(f"{point.id_prefix}{mdtrt_id}\x1f{line_id}".encode()).hexdigest()[:16],
+            "outcome": outcome, "rule_code": fields["rule_code"], "rule_name": fields["rule_name"],
+            "rule_class": fields["rule_class"], "rule_version": fields["rule_version"],
+            "result_type": fields["result_type"], "severity": fields["severity"], "message": message,
+            "line_id": line_id, "mdtrt_id": mdtrt_id, "psn_no": line.get("psn_no"),
+            "fixmedins_code": line.get("fixmedins_code"), "bilg_dept_codg": line.get("bilg_dept_codg"),
+            "bilg_dr_codg": line.get("bilg_dr_codg"), "med_list_codg": line.get("med_list_codg"),
+            "service_date": day or None, "knowledge": point.knowledge,
+            "evidence": tuple(shown) + point.knowledge_evidence, "amount": amount, "amount_formula": formula,
+            "reason": reason, "lines": ((line_id, ROLE_VIOLATING),), "rule_location": fields["rule_location"],
+            "profile": None, "shadow": False, "exemption": None})
+
+
+_OP_TEXT = {"*": "×", "/": "/", "+": "+", "-": "−"}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def _values_parts(expr, node):
+    """reference.expr_text(expr, env) as literal text and the leaves' nodes, in order."""
+    from claimaudit.dsl import ir
+    parts = []
+
+    def text(e):
+        if isinstance(e, ir.Const):
+            parts.append(format_value(e.value))
+        elif isinstance(e, (ir.Field, ir.KnowledgeField)):
+            parts.append(node(e))
+        elif isinstance(e, ir.Call):
+            parts.append(f"{e.func}(")
+            for j, a in enumerate(e.args):
+                if j:
+                    parts.append(", ")
+                text(a)
+            parts.append(")")
+        elif e.op == "neg":
+            parts.append("−")
+            text(e.args[0])
+        elif e.op in _OP_TEXT:
+            for j, side in enumerate(e.args):
+                if j:
+                    parts.append(f" {_OP_TEXT[e.op]} ")
+                wrap = isinstance(side, ir.Op) and side.op in _PRECEDENCE and _PRECEDENCE[side.op] < _PRECEDENCE[e.op]
+                if wrap:
+                    parts.append("(")
+                text(side)
+                if wrap:
+                    parts.append(")")
+        else:
+            parts.append(e.op)
+    text(expr)
+    return tuple(_merged(parts))
+
+
+def _merged(parts):
+    """Adjacent literal text as one."""
+    out = []
+    for p in parts:  # (no negative indexes here: the kernels are built with wraparound off)
+        if isinstance(p, str) and out and isinstance(out[len(out) - 1], str):
+            out[len(out) - 1] += p
+        else:
+            out.append(p)
+    return out
+
+
+def compile_renderer(rule, facts, location):
+    """A line-level rule's render program: ``violation(line, lv, point)`` and ``insufficient(line, lv, point,
+    unknown)`` give the finding, ``reason(line, lv, point)`` the reference's outcome on the knowledge row
+    (False: not concerned, None: violation, else the Unknown)."""
+    from claimaudit.dsl import ir
+    if Unknown is None:
+        _bind()
+
+    def node(e):
+        return _node(e, {}, {}, frozenset(), True)
+    evidence = tuple((n, Derived(n) if n in DERIVED_FIELDS else Field(n)) for n in facts.evidence_fields)
+    specials = {"amount": 0, "knowledge_text": 1, "knowledge_source": 2, "rule_code": rule.code,
+                "rule_name": rule.name}
+    message = []
+    for part in rule.message.parts:
+        if isinstance(part, str):
+            message.append(part)
+        elif isinstance(part, ir.Field) and part.name.startswith("@"):  # {involved}: a line rule has none
+            message.append(specials.get(part.name[1:], ""))
+        else:
+            message.append(node(part))
+    fields = {"rule_code": rule.code, "rule_name": rule.name, "rule_class": rule.rule_class,
+              "rule_version": rule.version, "result_type": rule.result_type, "severity": rule.severity,
+              "rule_location": location}
+    return RenderProgram(evidence, tuple(_merged(message)), node(rule.amount), _values_parts(rule.amount, node),
+                         facts.amount_names, node(rule.scope) if rule.scope is not None else None,
+                         node(rule.condition), fields, f"数据不足，无法判断【{rule.name}】：")
+
+
+def money(value):
+    """The compiled values.round_money (tests compare them)."""
+    return _money(value)
