@@ -33,5 +33,16 @@ def backend(name: str | None = None):
     raise ValueError(f"CLAIMAUDIT_KERNELS must be 'cython' or 'python', not {name!r}")
 
 
+def choose(compiled, python_twin, what: str, name: str | None = None):
+    """The compiled module (None when not built) or its Python twin, as ``CLAIMAUDIT_KERNELS`` or ``name``
+    selects; asking for Cython explicitly when it is not built is an error, not a silent twin."""
+    name = name or os.environ.get("CLAIMAUDIT_KERNELS", "cython")
+    if name == "python" or compiled is None:
+        if name == "cython" and os.environ.get("CLAIMAUDIT_KERNELS") == "cython" and compiled is None:
+            raise RuntimeError(f"CLAIMAUDIT_KERNELS=cython but the compiled {what} kernels are not built")
+        return python_twin
+    return compiled
+
+
 def available() -> tuple:
     return ("python",) if _native is None else ("python", "cython")

@@ -2,9 +2,7 @@
 (``CLAIMAUDIT_KERNELS=python|cython``)."""
 from __future__ import annotations
 
-import os
-
-from . import inline_twin
+from . import choose, inline_twin
 
 try:
     from . import _inline
@@ -13,9 +11,4 @@ except ImportError:  # not built: the twin gives the same answers
 
 
 def backend(name: str | None = None):
-    name = name or os.environ.get("CLAIMAUDIT_KERNELS", "cython")
-    if name == "python" or _inline is None:
-        if name == "cython" and os.environ.get("CLAIMAUDIT_KERNELS") == "cython" and _inline is None:
-            raise RuntimeError("CLAIMAUDIT_KERNELS=cython but the compiled inline kernels are not built")
-        return inline_twin
-    return _inline
+    return choose(_inline, inline_twin, "inline", name)

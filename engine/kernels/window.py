@@ -2,9 +2,7 @@
 (``CLAIMAUDIT_KERNELS=python|cython``)."""
 from __future__ import annotations
 
-import os
-
-from . import window_twin
+from . import choose, window_twin
 
 try:
     from . import _window
@@ -13,9 +11,4 @@ except ImportError:  # not built: the twin gives the same answers
 
 
 def backend(name: str | None = None):
-    name = name or os.environ.get("CLAIMAUDIT_KERNELS", "cython")
-    if name == "python" or _window is None:
-        if name == "cython" and os.environ.get("CLAIMAUDIT_KERNELS") == "cython" and _window is None:
-            raise RuntimeError("CLAIMAUDIT_KERNELS=cython but the compiled window kernels are not built")
-        return window_twin
-    return _window
+    return choose(_window, window_twin, "window", name)
