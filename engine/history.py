@@ -166,7 +166,10 @@ class CrossLineRule:
         value = self._knowledge_codes(same[1]) if self.window.kind == "window" and same and same[0] == "knowledge" \
             else np.arange(len(self.table), dtype=np.int64)
         span = int(value.max(initial=0)) + 2
-        wanted = np.unique(g[placed] * span + (value[point[placed]] + 1))
+        points = point[placed]
+        # (a hit without a knowledge row, an unknown key, needs only its own line)
+        hit_value = np.where(points >= 0, value[np.clip(points, 0, None)] if value.size else -1, -1)
+        wanted = np.unique(g[placed] * span + (hit_value + 1))
         e_group = group[e_line]
         keep = (e_group >= 0) & np.isin(e_group * span + (value[e_row] + 1), wanted)
         return np.union1d(e_line[keep], pos)
