@@ -204,17 +204,24 @@ cdef inline Py_ssize_t _insert_row(int64_t[:] ol, int64_t[:] orow, signed char[:
 
 
 def group_runs(const int64_t[:] group, int64_t n_groups, const int64_t[:] key):
-    """Members (given in total order) sorted by (group, key, total order): a counting sort by group, then a
-    stable merge sort of each group by key. Returns the permutation and each group's start in it."""
-    cdef Py_ssize_t n = group.shape[0], i, w, lo, mid, hi, a, b, k, g, s, e
+    """Members (given in total order) sorted by (group, key, total order): a counting sort by group, then the
+    total order's stable natural merge sort of each group, with the key as its only differing field.
+    Returns the permutation and each group's start in it."""
+    cdef Py_ssize_t n = group.shape[0], i, g
     start_arr = np.zeros(n_groups + 1, np.int64)
     cdef int64_t[:] start = start_arr
     perm_arr = np.empty(n, np.int64)
     tmp_arr = np.empty(n, np.int64)
     fill_arr = np.empty(n_groups + 1, np.int64)
+    bounds_arr = np.empty(n + 1, np.int64)
+    same_arr = np.zeros(n, np.int64)  # encounter and line id: all equal, so only the key orders
+    known_arr = np.ones(n, np.uint8)
     cdef int64_t[:] perm = perm_arr
     cdef int64_t[:] tmp = tmp_arr
     cdef int64_t[:] fill = fill_arr
+    cdef int64_t[:] bounds = bounds_arr
+    cdef int64_t[:] same = same_arr
+    cdef unsigned char[:] known = known_arr
     with nogil:
         for i in range(n):
             start[group[i] + 1] += 1
@@ -227,34 +234,8 @@ def group_runs(const int64_t[:] group, int64_t n_groups, const int64_t[:] key):
             perm[fill[g]] = i
             fill[g] += 1
         for g in range(n_groups):
-            s, e = start[g], start[g + 1]
-            w = 1
-            while w < e - s:
-                lo = s
-                while lo < e - w:
-                    mid = lo + w
-                    hi = mid + w if mid + w < e else e
-                    a, b, k = lo, mid, lo
-                    while a < mid and b < hi:
-                        if key[perm[b]] < key[perm[a]]:
-                            tmp[k] = perm[b]
-                            b += 1
-                        else:
-                            tmp[k] = perm[a]
-                            a += 1
-                        k += 1
-                    while a < mid:
-                        tmp[k] = perm[a]
-                        a += 1
-                        k += 1
-                    while b < hi:
-                        tmp[k] = perm[b]
-                        b += 1
-                        k += 1
-                    for k in range(lo, hi):
-                        perm[k] = tmp[k]
-                    lo += 2 * w
-                w *= 2
+            if start[g + 1] - start[g] > 1:
+                _natural_sort(perm, tmp, bounds, start[g], start[g + 1], key, known, same, same, same)
     return perm_arr, start_arr
 
 
