@@ -1,5 +1,6 @@
 """Build script: maps the three top-level folders into the ``claimaudit`` namespace and builds the
 Cython kernels (engine/kernels/*.pyx) when there are any."""
+import os
 from glob import glob
 
 from setuptools import setup
@@ -9,6 +10,9 @@ PACKAGES = {"claimaudit.dsl": "dsl", "claimaudit.engine": "engine", "claimaudit.
 
 def extensions():
     sources = sorted(glob("engine/kernels/*.pyx"))
+    only = os.environ.get("CLAIMAUDIT_BUILD_ONLY")  # e.g. "_inline": rebuild one kernel module while others are edited
+    if only:
+        sources = [s for s in sources if os.path.basename(s)[:-4] in only.split(",")]
     if not sources:
         return []
     from Cython.Build import cythonize
@@ -19,7 +23,6 @@ def extensions():
                       extra_compile_args=["-O3", "-ffp-contract=off"]) for s in sources]
     # Cython finds a module's own .pxd by its package path (claimaudit/engine/kernels/_native.pxd), but the
     # folders here are mapped into the namespace: give it that layout under build/.
-    import os
     import shutil
     include = os.path.join("build", "cython_include")
     target = os.path.join(include, "claimaudit", "engine", "kernels")
