@@ -123,6 +123,57 @@ def coerce_fields(raw: dict, fields: tuple | None = None, memo: dict | None = No
     return out, None
 
 
+def typed_records(table, fields: tuple | None = None, memo: dict | None = None) -> list[dict]:
+    """The rows of an Arrow table of lines already found good (every value converts), typed as
+    ``coerce_row`` types them: a column at a time. A column whose Arrow type already holds the typed values
+    (text without surrounding blanks, numbers, dates, naive timestamps) is taken as it is; any other goes
+    value by value, each distinct value converted once (``memo``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    memo = {} if memo is None else memo
+    names, columns = [], []
+    for name, info in fields or _ALL_FIELDS:
+        names.append(name)
+        if name not in table.column_names:
+            columns.append([None] * table.num_rows)
+            continue
+        col = table.column(name)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        columns.append(_column_values(col, info.type, name, memo, pa, pc))
+    return [dict(zip(names, row)) for row in zip(*columns)]
+
+
+def _column_values(col, kind: str, name: str, memo: dict, pa, pc) -> list:
+    t = col.type
+    if kind == "text" and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        if not pc.any(pc.not_equal(col, pc.utf8_trim(col, _PY_BLANKS))).as_py():
+            if pc.any(pc.equal(col, "")).as_py():  # blank text is no value
+                col = pc.if_else(pc.equal(col, ""), pa.scalar(None, t), col)
+            return col.to_pylist()
+    elif kind == "number" and (pa.types.is_floating(t) or pa.types.is_integer(t)):
+        return col.cast(pa.float64()).to_pylist()
+    elif (kind == "date" and pa.types.is_date32(t)) or (kind == "datetime" and pa.types.is_timestamp(t) and t.tz is None):
+        return col.to_pylist()
+    convert, out = _CONVERT[kind], []
+    for v in col.to_pylist():
+        if v is None or (type(v) is str and not v.strip()):
+            out.append(None)
+            continue
+        key = (name, v) if type(v) in (str, int, float) else None
+        got = memo.get(key, _UNSEEN) if key is not None else _UNSEEN
+        if got is _UNSEEN:
+            got = convert(v)
+            if key is not None:
+                memo[key] = got
+        out.append(got)
+    return out
+
+
+_UNSEEN = object()
+_PY_BLANKS = "".join(c for c in map(chr, range(0x3001)) if c.isspace())  # what str.strip() removes
+
+
 def needed_columns(rules) -> dict[str, list[str]]:
     """Claim column -> codes of the rules that read it."""
     need: dict[str, list[str]] = {n: ["(every line)"] for n in LINE_IDENTITY}

@@ -3,8 +3,8 @@
 For each family the line key (e.g. ``med_list_codg``, dictionary-encoded once per batch) is matched
 against the family's parameter rows on distinct key values only, candidate (line, row) pairs are
 expanded with numpy, and the template is evaluated over the pairs (``vector``). Hits are kept as
-arrays; ``findings()`` renders them through the reference interpreter, so messages, evidence and
-amount explanations are the reference's own.
+arrays; ``findings()`` renders them with the reference's semantics: compiled render programs for
+line-level rules with many hits (inline_render), the reference interpreter itself for the rest.
 """
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ from .reference import ReferenceEngine, effective_window
 from .vector import FamilyEvaluator, NotVectorizable, ParamColumns, V
 
 OUTCOME_VIOLATION, OUTCOME_INSUFFICIENT = 1, 2
+# line fields a finding shows besides those the rules read
+_SHOWN_FIELDS = ("feedetl_sn", "mdtrt_id", "psn_no", "fixmedins_code", "bilg_dept_codg", "bilg_dr_codg",
+                 "med_list_codg", "fee_ocur_time", "hilist_name")
 _NO_DATE_LOW, _NO_DATE_HIGH = np.iinfo(np.int32).min, np.iinfo(np.int32).max
 
 
@@ -152,6 +155,8 @@ class BatchEngine:
         self._collected: list = []  # per batch: the lines cross-line rules may look at (table rows)
         self._cross: tuple | None = None  # (table rows, their typed columns) after the last batch
         self.fused_fallbacks: list = []  # (family id, reason) evaluated by numpy because the VM cannot
+        self._renderers = None  # compiled render programs of line-level rules (inline_render), made on demand
+        self.compile_renderers_at = 16  # hits of a rule from which its findings are rendered by such a program
 
     def _prepare(self, fam: Family):
         rule_idx = np.array(fam.rule_index, np.int32)
@@ -377,20 +382,52 @@ class BatchEngine:
 
     # ---- findings ---------------------------------------------------------------------------------
     def findings(self, hits: Hits, lines: LineColumns) -> list[Finding]:
-        """Render hits as findings with the reference interpreter's own code; insufficient-data outcomes are
-        re-evaluated by the reference for their exact reason (and to check it agrees)."""
-        out = []
-        rows = lines.table.take(pa.array(np.unique(hits.line), pa.int64())).to_pylist() if len(hits) else []
-        from claimaudit.connectors.claims import coerce_row
-        by_line = {int(i): coerce_row(r)[0] for i, r in zip(np.unique(hits.line), rows)}
+        """Render hits as findings, exactly as the reference renders them: line-level rules with many hits
+        through their compiled render programs (inline_render, checked field for field against the
+        reference), the rest (cross-line rules, rules with a few hits) by the reference itself.
+        Insufficient-data outcomes are re-evaluated for their exact reason (which checks the decision)."""
+        if not len(hits):
+            return []
+        from claimaudit.connectors.claims import typed_records
+        from claimaudit.dsl.schema import CLAIM_FIELDS
+        shown = set(self.input_columns()) | set(_SHOWN_FIELDS)
+        fields = tuple((n, CLAIM_FIELDS[n]) for n in CLAIM_FIELDS if n in shown)
+        line_rows = np.unique(hits.line)
+        names = [n for n, _ in fields if n in lines.table.column_names]
+        rows = typed_records(lines.table.select(names).take(pa.array(line_rows, pa.int64())), fields)
+        by_line = dict(zip(line_rows.tolist(), rows))
         cross = {r.rule_index for r in self.cross_rules}
         if cross and self._cross is not None and np.isin(hits.rule, list(cross)).any():
-            by_line.update(self._cross_line_dicts(hits, cross, coerce_row))
-        for i in range(len(hits)):
-            rule = self.ruleset.rules[int(hits.rule[i])]
-            outcome = VIOLATION if hits.outcome[i] == OUTCOME_VIOLATION else INSUFFICIENT
-            out.append(self.reference.render_hit(rule, by_line[int(hits.line[i])], int(hits.point[i]), outcome))
+            by_line.update(self._cross_line_dicts(hits, cross))
+        compiled = self._compiled_renderers(hits, cross)
+        derived: dict = {}  # line -> its derived values, shared by the findings on that line
+        out = []
+        rules = self.ruleset.rules
+        for line_row, rule_index, point, code in zip(hits.line.tolist(), hits.rule.tolist(), hits.point.tolist(),
+                                                    hits.outcome.tolist()):
+            outcome = VIOLATION if code == OUTCOME_VIOLATION else INSUFFICIENT
+            line = by_line[line_row]
+            renderer = compiled.get(rule_index)
+            if renderer is None:
+                out.append(self.reference.render_hit(rules[rule_index], line, point, outcome))
+            else:
+                lv = derived.get(line_row)
+                if lv is None:
+                    lv = derived[line_row] = {}
+                out.append(renderer.render(line, lv, point, outcome))
         return out
+
+    def _compiled_renderers(self, hits: Hits, cross: set) -> dict:
+        """Render programs for the line-level rules with enough hits to repay compiling one (a pack written
+        one rule per drug has tens of thousands of rules, most with a handful of findings)."""
+        counts = np.bincount(hits.rule, minlength=len(self.ruleset.rules))
+        many = [int(i) for i in np.flatnonzero(counts >= self.compile_renderers_at) if int(i) not in cross]
+        if not many:
+            return {}
+        if self._renderers is None:
+            from .inline_render import Renderers
+            self._renderers = Renderers(self.ruleset, self.reference, self.kernel_name)
+        return {i: self._renderers[i] for i in many}
 
     def _match_at_end(self) -> bool:
         """Whether every cross-line rule's lines can be found after the last batch, per distinct code of a
@@ -455,7 +492,7 @@ class BatchEngine:
                 out.update(DERIVED_INPUTS.get(f, (f,)))
         return out
 
-    def _cross_line_dicts(self, hits: Hits, cross: set, coerce_row) -> dict:
+    def _cross_line_dicts(self, hits: Hits, cross: set) -> dict:
         """The lines that can enter the windows of the cross-line hits (see ``CrossLineRule.relevant``), as
         the reference's history: rendering re-derives each window (its values, involved lines and any
         reason) with the reference's code."""
@@ -470,7 +507,8 @@ class BatchEngine:
             picked.append(rule.relevant(pos, hits.point[mine].astype(np.int64), sub, order, cache))
         picked = np.unique(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
         picked = picked[~sub.bad[picked]]
-        dicts = [coerce_row(r)[0] for r in table.take(pa.array(rows[picked], pa.int64())).to_pylist()]
+        from claimaudit.connectors.claims import typed_records
+        dicts = typed_records(table.take(pa.array(rows[picked], pa.int64())))
         self.reference.use_lines(dicts)
         return {int(rows[i]): d for i, d in zip(picked, dicts)}
 

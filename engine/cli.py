@@ -18,7 +18,7 @@ from rich.table import Table
 from claimaudit.dsl.diagnostics import Diagnostic, render
 from claimaudit.dsl.ruleset import Ruleset, load_ruleset
 
-from .findings import FINDING_SCHEMA, INSUFFICIENT, VIOLATION, screen_response
+from .findings import INSUFFICIENT, VIOLATION, findings_table, screen_response
 from .reference import ReferenceEngine
 from .testing import run_examples
 
@@ -157,7 +157,7 @@ def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profi
 
     from claimaudit.connectors.claims import ClaimsError, check_columns, lines_from_records, read_table
     from claimaudit.connectors.netting import net_table
-    from claimaudit.connectors.sinks import SinkError, write_records
+    from claimaudit.connectors.sinks import SinkError, write_records, write_table
 
     plan = _load_plan_or_exit(rules_path, profile)
     rs = plan.ruleset
@@ -189,7 +189,7 @@ def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profi
     out = Path(out_path) if out_path else Path(claims).with_name("findings.parquet")
     qpath = Path(quarantine_path) if quarantine_path else out.with_name(out.stem + ".quarantine" + out.suffix)
     try:
-        write_records([f.to_record() for f in findings], out, schema=FINDING_SCHEMA if out.suffix != ".jsonl" else None)
+        write_table(findings_table(findings), out)
         if quarantined:
             write_records([q.to_record() for q in quarantined], qpath)
     except (SinkError, OSError) as e:

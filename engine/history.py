@@ -186,13 +186,13 @@ class CrossLineRule:
 
     def _by_reference(self, lines: LineColumns):
         """A construct the vector path does not take: the reference decides, over the same lines."""
-        from claimaudit.connectors.claims import coerce_row
+        from claimaudit.connectors.claims import typed_records
         from .batch import _point_of, OUTCOME_INSUFFICIENT, OUTCOME_VIOLATION, Hits
         from .findings import VIOLATION
         from .reference import ReferenceEngine
         good = np.flatnonzero(~lines.bad)
         source, rows = self.source  # every column of the lines (the typed ones hold only what rules read)
-        dicts = [coerce_row(r)[0] for r in source.take(pa.array(rows[good], pa.int64())).to_pylist()]
+        dicts = typed_records(source.take(pa.array(rows[good], pa.int64())))
         ref = ReferenceEngine(self.engine.ruleset, rule_codes=[self.rule.code])
         ref.use_lines(dicts)
         out = {"line": [], "point": [], "outcome": [], "amount": []}

@@ -36,6 +36,7 @@ def _all_executors(rs, lines):
     plan = build_plan(rs)
     ref = list(ReferenceEngine(rs).run(lines))
     engine = BatchEngine(plan)
+    engine.compile_renderers_at = 1  # line-level findings through compiled render programs, marks included
     hits, cols = engine.run_table(pa.Table.from_pylist(lines, schema=SCHEMA))
     batch = engine.findings(hits, cols)
     inline = Screener(plan, stages=None).screen_lines(lines)
