@@ -62,6 +62,8 @@ def _row_group_batches(pf, rows: int):
 
 
 def _one_thread(threads: int) -> None:
+    from claimaudit.engine.memory import advise_plain_pages
+    advise_plain_pages()  # as `claimaudit audit` does (engine/memory.py)
     if threads == 1:
         import pyarrow as pa
         pa.set_cpu_count(1)

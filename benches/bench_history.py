@@ -58,6 +58,8 @@ ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1", "OPENBLAS_N
 
 
 def _one_thread(threads: int) -> None:
+    from claimaudit.engine.memory import advise_plain_pages
+    advise_plain_pages()  # as `claimaudit audit` does (engine/memory.py)
     if threads == 1:
         import pyarrow as pa
         pa.set_cpu_count(1)

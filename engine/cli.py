@@ -162,6 +162,8 @@ def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profi
     plan = _load_plan_or_exit(rules_path, profile)
     rs = plan.ruleset
     wanted = _stages(stages)
+    from .memory import advise_plain_pages
+    advise_plain_pages()  # a batch process: see engine/memory.py
     started = time.perf_counter()
     try:
         table = read_table(Path(claims))

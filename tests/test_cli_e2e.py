@@ -136,3 +136,17 @@ rule R1 "限脑梗死" {
     result = _run("test", tmp_path)
     assert result.exit_code == 0, result.output
     assert "2 passed, 0 failed" in result.output
+
+
+def test_audit_turns_off_numpy_huge_page_advice(tmp_path):
+    """A batch audit process stops numpy advising huge pages (engine/memory.py); screening leaves it alone."""
+    import numpy as np
+    setter = np._core.multiarray._set_madvise_hugepage  # the switch advise_plain_pages uses must exist
+    was = setter(True)
+    try:
+        result = CliRunner().invoke(main, ["audit", "--rules", str(PACK), str(EXAMPLES / "claims.parquet"), "--out",
+                                           str(tmp_path / "f.parquet")])
+        assert result.exit_code == 0, result.output
+        assert setter(True) is False  # the audit left it off
+    finally:
+        setter(was)
