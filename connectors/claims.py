@@ -209,15 +209,17 @@ def read_records(path: Path) -> tuple[list[str], list[dict]]:
     return table.column_names, table.to_pylist()
 
 
-def read_table(path: Path):
-    """A claims file as an Arrow table with stripped column names; CSV cells stay text."""
+def read_table(path: Path, select=None):
+    """A claims file as an Arrow table with stripped column names; CSV cells stay text. ``select``: for
+    Parquet, a function from the file's columns (name -> Arrow type) to the names to read; their text
+    fields are read as Parquet stores them, as dictionaries (the line ids, unique, as plain text)."""
     if not path.exists():
         raise ClaimsError(f"{path}: no such file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
             import pyarrow.parquet as pq
-            table = pq.read_table(path)
+            table = pq.read_table(path) if select is None else _read_selected(pq, path, select)
         elif suffix in (".csv", ".txt"):
             import pyarrow.csv as pacsv
             with path.open(encoding="utf-8-sig", newline="") as fh:
@@ -233,6 +235,18 @@ def read_table(path: Path):
     return table.rename_columns([c.strip() for c in table.column_names])
 
 
+def _read_selected(pq, path: Path, select):
+    schema = pq.read_schema(path)
+    raw = {n.strip(): n for n in schema.names}
+    chosen = select({name: schema.field(r).type for name, r in raw.items()})
+    names = [r for name, r in raw.items() if name in chosen]
+    import pyarrow as pa
+    dictionary = [r for name, r in raw.items() if name in chosen and name in CLAIM_FIELDS and name not in _UNIQUE_TEXT
+                  and CLAIM_FIELDS[name].type == "text" and pa.types.is_string(schema.field(r).type)]
+    return pq.read_table(path, columns=names, read_dictionary=dictionary)
+
+
+_UNIQUE_TEXT = frozenset(("feedetl_sn", "init_feedetl_sn"))  # one value per line: a dictionary saves nothing
 _RAGGED_RE = re.compile(r"Expected (\d+) columns, got (\d+)")
 
 

@@ -20,7 +20,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .claims import _PY_BLANKS
+
 NETTED = ("cnt", "det_item_fee_sumamt", "inscp_scp_amt", "fulamt_ownpay_amt", "overlmt_amt")
+NETTING_COLUMNS = ("feedetl_sn", "init_feedetl_sn", "vali_flag", *NETTED)  # what net_table reads
 
 
 @dataclass(frozen=True)
@@ -48,16 +51,63 @@ def net_table(table: pa.Table) -> tuple[pa.Table, np.ndarray, list[ExcludedRow]]
         for i in np.flatnonzero(invalid):
             excluded[int(i)] = ("vali_flag", "vali_flag = 0: an invalid (voided) line, not audited")
         keep &= ~invalid
-    sn = None
     if "init_feedetl_sn" in names and _has_refunds(table, keep):
-        sn = _text(table, "feedetl_sn")  # (as Python values only when some line is a refund)
-        table = _net_refunds(table, sn, keep, excluded)
-    order = sorted(excluded)
-    ids = sn if sn is not None else _arrow_text(table, "feedetl_sn", np.array(order, np.int64))
-    out = [ExcludedRow(i + 1, excluded[i][0], excluded[i][1], ids[i] if sn is not None else ids[j])
-           for j, i in enumerate(order)]
-    mask = pa.array(keep)
-    return table.filter(mask), rows[keep], out
+        netted = _net_refunds_columnar(table, keep, excluded)
+        table = netted if netted is not None else _net_refunds(table, _text(table, "feedetl_sn"), keep, excluded)
+    order = np.array(sorted(excluded), np.int64)
+    ids = _arrow_text(table, "feedetl_sn", order)
+    out = [ExcludedRow(int(i) + 1, excluded[int(i)][0], excluded[int(i)][1], ids[j]) for j, i in enumerate(order)]
+    if keep.all():
+        return table, rows, out
+    return table.take(pa.array(np.flatnonzero(keep))), rows[keep], out  # (take: faster than filter here)
+
+
+def _net_refunds_columnar(table: pa.Table, keep: np.ndarray, excluded: dict) -> pa.Table | None:
+    """``_net_refunds`` a column at a time, for numeric netted columns (Parquet). None where the
+    value-by-value path is needed: a netted column held as text (CSV: a cell may not read), or a refund
+    that is itself refunded (the order of nettings then matters)."""
+    netted = [c for c in NETTED if c in table.column_names]
+    if not all(_is_number(table.column(c).type) for c in netted):
+        return None
+    sn, orig = _arrow_text(table, "feedetl_sn"), _arrow_text(table, "init_feedetl_sn")
+    sn_valid = np.not_equal(sn, None)
+    refunds = np.flatnonzero(keep & np.not_equal(orig, None) & ((sn != orig) | ~sn_valid))
+    if not len(refunds):
+        return table
+    # the line each refund names: the last kept line with that id (as a dict built in row order keeps it)
+    holders = np.flatnonzero(keep & sn_valid)[::-1]
+    found = pc.index_in(pa.array(orig[refunds], pa.string()), value_set=pa.array(sn[holders], pa.string()))
+    slot = found.to_numpy(zero_copy_only=False)
+    named = ~np.isnan(slot.astype(np.float64)) if found.null_count else np.ones(len(refunds), bool)
+    target = np.full(len(refunds), -1, np.int64)
+    target[named] = holders[slot[named].astype(np.int64)]
+    if np.isin(target[named], refunds).any():
+        return None
+    keep[refunds] = False
+    for i, t, o in zip(refunds.tolist(), target.tolist(), orig[refunds].tolist()):
+        excluded[i] = ("init_feedetl_sn", f"refund netted into line {o}" if t >= 0 else
+                       f"refund of line {o}, which is not in this input: cannot be netted")
+    into, source = target[named], refunds[named]
+    out = table
+    for c in netted:
+        col = table.column(c).cast(pa.float64())
+        values = col.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls as NaN
+        valid = col.is_valid().to_numpy(zero_copy_only=False).astype(bool)
+        add = np.where(valid[source] & (values[source] != 0), values[source], 0.0)  # null (or -0.0) adds 0.0
+        ok = valid[into]  # a null stays null
+        np.add.at(values, into[ok], add[ok])  # in refund order, like the row-by-row sum
+        out = out.set_column(out.column_names.index(c), c, pa.array(values, pa.float64(), mask=~valid))
+    if "cnt" in netted:
+        cnt = out.column("cnt").to_numpy(zero_copy_only=False)
+        for i in np.unique(into).tolist():
+            if not np.isnan(cnt[i]) and cnt[i] <= 1e-9:
+                keep[i] = False
+                excluded[i] = ("init_feedetl_sn", "refunded in full: net quantity is 0, not audited")
+    return out
+
+
+def _is_number(t) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
 def _net_refunds(table, sn: list, keep: np.ndarray, excluded: dict) -> pa.Table:
@@ -102,15 +152,15 @@ def _arrow_text(table: pa.Table, name: str, rows: np.ndarray | None = None) -> n
     col = table.column(name)
     if rows is not None:
         col = col.take(pa.array(rows, pa.int64()))
-    text = pc.utf8_trim_whitespace(pc.cast(col, pa.string()))
+    text = pc.utf8_trim(pc.cast(col, pa.string()), _PY_BLANKS)  # as str.strip() trims
     text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
     return np.array(text.to_pylist() if rows is not None else text.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _has_refunds(table: pa.Table, keep: np.ndarray) -> bool:
     """Whether some kept line names an original line other than itself (the same test as _net_refunds)."""
-    orig = pc.utf8_trim_whitespace(pc.cast(table.column("init_feedetl_sn"), pa.string()))
-    sn = pc.utf8_trim_whitespace(pc.cast(table.column("feedetl_sn"), pa.string()))
+    orig = pc.utf8_trim(pc.cast(table.column("init_feedetl_sn"), pa.string()), _PY_BLANKS)
+    sn = pc.utf8_trim(pc.cast(table.column("feedetl_sn"), pa.string()), _PY_BLANKS)
     named = pc.and_(pc.is_valid(orig), pc.not_equal(orig, ""))
     other = pc.or_kleene(pc.not_equal(orig, sn), pc.is_null(sn)).fill_null(True)
     return bool((pc.and_(named, other).to_numpy(zero_copy_only=False).astype(bool) & keep).any())

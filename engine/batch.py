@@ -180,6 +180,18 @@ class BatchEngine:
         diagnoses = {"dscg_maindiag_code", "diag_codes"} if any(_calls(r, "has_diag") for r in self.rules) else set()
         return sorted(set(needed_columns(self.rules)) | diagnoses)
 
+    def columns_to_read(self, types: dict) -> set:
+        """Of a typed (Parquet) input's columns (name -> Arrow type): those an audit needs — what the rules
+        read, what findings show, what netting reads — and every claim field stored in a type whose values
+        may not read (the row reader quarantines such rows, whichever rule reads the field)."""
+        from claimaudit.connectors.netting import NETTING_COLUMNS
+        from claimaudit.dsl.schema import CLAIM_FIELDS
+        from .columns import _is_native
+        wanted = set(self.input_columns()) | set(_SHOWN_FIELDS) | set(NETTING_COLUMNS)
+        wanted |= {r for rule in self.rules for r in rule.window_fields()}
+        wanted |= {n for n, t in types.items() if n in CLAIM_FIELDS and not _is_native(CLAIM_FIELDS[n].type, t)}
+        return {n for n in types if n in wanted}
+
     # ---- running ----------------------------------------------------------------------------------
     def run_table(self, table: pa.Table, batch_rows: int = 1 << 20) -> tuple[Hits, "LineColumns | BatchedLines"]:
         """Audit a table of claim lines, ``batch_rows`` lines at a time: line-level families carry no state

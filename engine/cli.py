@@ -166,12 +166,13 @@ def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profi
     advise_plain_pages()  # a batch process: see engine/memory.py
     started = time.perf_counter()
     try:
-        table = read_table(Path(claims))
         if executor == "reference":
             engine = ReferenceEngine(rs, stages=wanted)
+            table = read_table(Path(claims))
         else:
             from .batch import BatchEngine
             engine = BatchEngine(plan, stages=wanted)
+            table = read_table(Path(claims), select=engine.columns_to_read)
         check_columns(Path(claims), table.column_names, engine.rules)
         table, input_rows, set_aside = net_table(table)  # invalid lines out, refunds netted
         if executor == "reference":

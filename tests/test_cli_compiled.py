@@ -226,3 +226,27 @@ def test_reference_and_batch_agree_on_fallback_families(fallback_pack, tmp_path)
     assert [sn for code, sn in flagged if code == "FB_MALE_CNT"] == ["FD0401-L1", "FD0402-L1"]  # cnt 60, 40
     assert len([sn for code, sn in flagged if code == "FB_FEMALE_CNT"]) == 7  # the women's lines with cnt 3
     assert any(code == "FB_KEYED" for code, _ in flagged)
+
+
+def test_batch_reads_only_needed_columns_yet_quarantines_like_the_reference(tmp_path):
+    """The batch audit reads a Parquet file's needed columns only; a claim field stored as text that does
+    not read (endtime: no demo rule reads it) still quarantines its row as the reference's row reader does,
+    and the findings and quarantine files are the same."""
+    import pyarrow as pa
+    from claimaudit.engine.batch import BatchEngine
+    from claimaudit.engine.plan import build_plan
+    table = pq.read_table(CLAIMS)
+    endtime = [None if v is None else v.isoformat(sep=" ") for v in table.column("endtime").to_pylist()]
+    endtime[3] = "not a time"
+    table = table.set_column(table.column_names.index("endtime"), "endtime", pa.array(endtime, pa.string()))
+    claims = tmp_path / "claims.parquet"
+    pq.write_table(table, claims)
+    engine = BatchEngine(build_plan(load_ruleset(PACK)), stages={"事后"})
+    types = dict(zip(table.column_names, table.schema.types))
+    chosen = engine.columns_to_read(types)
+    assert "endtime" in chosen and "fixmedins_name" not in chosen and "med_list_codg" in chosen
+    ref, batch = audit_both(PACK, claims, tmp_path)
+    assert batch == ref and len(ref) > 10
+    quarantined = {e: pq.read_table(tmp_path / f"{e}.quarantine.parquet").to_pylist() for e in ("reference", "batch")}
+    assert quarantined["batch"] == quarantined["reference"]
+    assert any(q["row"] == 4 and q["field"] == "endtime" for q in quarantined["batch"])
