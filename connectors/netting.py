@@ -47,11 +47,11 @@ def net_table(table: pa.Table) -> tuple[pa.Table, np.ndarray, list[ExcludedRow]]
     keep = np.ones(n, bool)
     excluded: dict[int, tuple[str, str]] = {}
     if "vali_flag" in names:
-        invalid = _arrow_text(table, "vali_flag") == "0"
+        invalid = _mask(pc.equal(_trimmed(table.column("vali_flag")), "0"))
         for i in np.flatnonzero(invalid):
             excluded[int(i)] = ("vali_flag", "vali_flag = 0: an invalid (voided) line, not audited")
         keep &= ~invalid
-    if "init_feedetl_sn" in names and _has_refunds(table, keep):
+    if "init_feedetl_sn" in names and _refund_rows(table, keep).any():
         netted = _net_refunds_columnar(table, keep, excluded)
         table = netted if netted is not None else _net_refunds(table, _text(table, "feedetl_sn"), keep, excluded)
     order = np.array(sorted(excluded), np.int64)
@@ -69,22 +69,21 @@ def _net_refunds_columnar(table: pa.Table, keep: np.ndarray, excluded: dict) -> 
     netted = [c for c in NETTED if c in table.column_names]
     if not all(_is_number(table.column(c).type) for c in netted):
         return None
-    sn, orig = _arrow_text(table, "feedetl_sn"), _arrow_text(table, "init_feedetl_sn")
-    sn_valid = np.not_equal(sn, None)
-    refunds = np.flatnonzero(keep & np.not_equal(orig, None) & ((sn != orig) | ~sn_valid))
+    refunds = np.flatnonzero(_refund_rows(table, keep))
     if not len(refunds):
         return table
+    sn = _trimmed(table.column("feedetl_sn"))
     # the line each refund names: the last kept line with that id (as a dict built in row order keeps it)
-    holders = np.flatnonzero(keep & sn_valid)[::-1]
-    found = pc.index_in(pa.array(orig[refunds], pa.string()), value_set=pa.array(sn[holders], pa.string()))
-    slot = found.to_numpy(zero_copy_only=False)
-    named = ~np.isnan(slot.astype(np.float64)) if found.null_count else np.ones(len(refunds), bool)
+    holders = np.flatnonzero(keep & _mask(pc.is_valid(sn)))[::-1]
+    orig = _trimmed(table.column("init_feedetl_sn")).take(pa.array(refunds))
+    found = pc.index_in(orig, value_set=sn.take(pa.array(holders)).combine_chunks())
+    named = _mask(pc.is_valid(found))
     target = np.full(len(refunds), -1, np.int64)
-    target[named] = holders[slot[named].astype(np.int64)]
+    target[named] = holders[found.to_numpy(zero_copy_only=False)[named].astype(np.int64)]
     if np.isin(target[named], refunds).any():
         return None
     keep[refunds] = False
-    for i, t, o in zip(refunds.tolist(), target.tolist(), orig[refunds].tolist()):
+    for i, t, o in zip(refunds.tolist(), target.tolist(), orig.to_pylist()):
         excluded[i] = ("init_feedetl_sn", f"refund netted into line {o}" if t >= 0 else
                        f"refund of line {o}, which is not in this input: cannot be netted")
     into, source = target[named], refunds[named]
@@ -146,24 +145,27 @@ def _net_refunds(table, sn: list, keep: np.ndarray, excluded: dict) -> pa.Table:
     return table
 
 
-def _arrow_text(table: pa.Table, name: str, rows: np.ndarray | None = None) -> np.ndarray:
-    """A column's values trimmed, blank as None (as ``_text`` reads them), computed in Arrow; as an object
-    array, for ``rows`` only when given."""
-    col = table.column(name)
-    if rows is not None:
-        col = col.take(pa.array(rows, pa.int64()))
-    text = pc.utf8_trim(pc.cast(col, pa.string()), _PY_BLANKS)  # as str.strip() trims
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    return np.array(text.to_pylist() if rows is not None else text.to_numpy(zero_copy_only=False), dtype=object)
+def _arrow_text(table: pa.Table, name: str, rows: np.ndarray) -> list:
+    """A column's values at ``rows``, trimmed, blank as None (as ``_text`` reads them)."""
+    return _trimmed(table.column(name).take(pa.array(rows, pa.int64()))).to_pylist()
 
 
-def _has_refunds(table: pa.Table, keep: np.ndarray) -> bool:
-    """Whether some kept line names an original line other than itself (the same test as _net_refunds)."""
-    orig = pc.utf8_trim(pc.cast(table.column("init_feedetl_sn"), pa.string()), _PY_BLANKS)
-    sn = pc.utf8_trim(pc.cast(table.column("feedetl_sn"), pa.string()), _PY_BLANKS)
-    named = pc.and_(pc.is_valid(orig), pc.not_equal(orig, ""))
+def _refund_rows(table: pa.Table, keep: np.ndarray) -> np.ndarray:
+    """Kept lines that name an original line other than themselves (the same test as _net_refunds)."""
+    orig, sn = _trimmed(table.column("init_feedetl_sn")), _trimmed(table.column("feedetl_sn"))
     other = pc.or_kleene(pc.not_equal(orig, sn), pc.is_null(sn)).fill_null(True)
-    return bool((pc.and_(named, other).to_numpy(zero_copy_only=False).astype(bool) & keep).any())
+    return _mask(pc.and_(pc.is_valid(orig), other)) & keep
+
+
+def _trimmed(col):
+    """Text as ``_text`` reads it, in Arrow: trimmed as str.strip() trims, blank as null."""
+    text = pc.utf8_trim(pc.cast(col, pa.string()), _PY_BLANKS)
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def _mask(values) -> np.ndarray:
+    """An Arrow boolean result as a numpy mask, null as False."""
+    return values.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
 
 
 def _text(table: pa.Table, name: str) -> list:
