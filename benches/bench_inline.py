@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from claimaudit.connectors.request import request_lines
-from claimaudit.engine.findings import screen_response
+from claimaudit.engine.findings import respond, screen_response
 from claimaudit.engine.inline import Screener
 from claimaudit.engine.reference import ReferenceEngine
 
@@ -148,15 +148,18 @@ def decided(screener, typed: list) -> list:
 
 
 def render_and_respond(screener):
-    """What screen() does after deciding: render the hits (insufficient data briefly, no profile) and build
-    the 3101 response. Each call starts from the derived values the decisions left (a copy)."""
+    """What screen() does after deciding: render the hits and build the 3101 response (directly, with no
+    profile: Screener.entries). Each call starts from the derived values the decisions left (a copy)."""
     ruleset = screener.ruleset
 
     def run(item):
         req, hits_by_line = item
+        decided = {i: (dict(lv), hits) for i, (lv, hits) in hits_by_line.items()}
+        if ruleset.profile is None:
+            return respond(*screener.entries(req.lines, req.current, decided), ruleset, "inline", 0.0)
         findings = []
-        for i, (lv, hits) in hits_by_line.items():
-            findings.extend(screener._render_hits(req.lines[i], dict(lv), hits, None, ruleset.profile is None))
+        for i, (lv, hits) in decided.items():
+            findings.extend(screener._render_hits(req.lines[i], lv, hits, None, False))
         return screen_response(findings, ruleset, "inline", 0.0)
     return run
 

@@ -145,8 +145,10 @@ def request_lines(doc: dict, fields: tuple | None = None) -> ScreenRequest:
 # ``request_lines`` above is the definition: general, and exact about errors. A screener maps every
 # request, so it builds a ``RequestMapper`` once for the fields its rules and findings read: per field,
 # where its value comes from in precedence order (national name, interface names, the fills) and how it is
-# typed; a kernel (engine/kernels/_inline.pyx, twin inline_twin.py) then makes each line in one loop, and
-# date texts are parsed once. Anything irregular — a value that does not convert, a missing line id, an
+# typed; a kernel (engine/kernels/_inline.pyx ``map_request``, twin inline_twin.py) then walks the whole
+# request in one call — patients, encounters and their diagnoses, orders — and makes each line in one loop
+# over the keys the order has; date texts are parsed once (the compiled kernel reads the usual ISO shapes
+# itself and leaves the rest to the general conversion), lists of clean codes become tuples. Anything irregular — a value that does not convert, a missing line id, an
 # unexpected shape — sends the whole request back to ``request_lines``, so errors are reported exactly as
 # before and the fast path never has to.
 
@@ -250,9 +252,9 @@ class RequestMapper:
         for name, info in self.fields:
             if info.type in parsed:
                 memo, convert = parsed[info.type]
-                out.append((name, k.PARSED, picks(name), memo, convert))
+                out.append((name, k.DATE if info.type == "date" else k.DATETIME, picks(name), memo, convert))
             else:
-                kind = {"text": k.TEXT, "number": k.NUMBER}.get(info.type, k.OTHER)
+                kind = {"text": k.TEXT, "number": k.NUMBER, "list": k.LIST}.get(info.type, k.OTHER)
                 out.append((name, kind, picks(name), None, _general(info.type)))
         return tuple(out)
 
@@ -264,58 +266,15 @@ class RequestMapper:
             return request_lines(doc, self.fields)
 
     def _fast(self, doc: dict) -> ScreenRequest:
-        lines, current = [], set()
-        typed_line, order_lines = self.kernels.typed_line, self.kernels.order_lines
-        for patient in _items(doc, "patient_dtos"):
-            for enc in _items(patient, "fsi_encounter_dtos"):
-                extra = self._diagnoses(enc)
-                base = typed_line((enc, patient, extra), self.empty, self.encounter_spec)
-                begntime = {"begntime": _first_of((enc, patient), _BEGNTIME)}
-                orders = enc.get("fsi_order_dtos")
-                if type(orders) is not list or not order_lines(orders, (begntime,), base, self.order_spec, lines,
-                                                               current):
-                    raise _Irregular("fsi_order_dtos")
+        """The kernel walks the request (patients, encounters, diagnoses, orders) in one call."""
+        got = self.kernels.map_request(doc, self.encounter_spec, self.order_spec, self.empty, _BEGNTIME)
+        if got is None:
+            raise _Irregular("request")
         rule_ids = doc.get("rule_ids") or ()
         if not isinstance(rule_ids, (list, tuple)):
             raise _Irregular("rule_ids")
-        return ScreenRequest(lines, current, tuple(str(r) for r in rule_ids))
-
-    @staticmethod
-    def _diagnoses(enc: dict) -> dict:
-        """{"codes", "main"} of an encounter's diagnoses, as request_lines reads them (None when absent)."""
-        codes, main = None, None
-        diags = enc.get("fsi_diagnose_dtos")
-        if diags is not None:
-            if type(diags) is not list:
-                raise _Irregular("fsi_diagnose_dtos")
-            codes = []
-            for d in diags:
-                if type(d) is not dict:
-                    raise _Irregular("a diagnosis")
-                code = d.get("dise_codg")
-                if code:
-                    codes.append(str(code).strip())
-                    if main is None and str(d.get("maindise_flag")) == "1":
-                        main = codes[-1]
-        return {"codes": codes or None, "main": main}
+        return ScreenRequest(got[0], got[1], tuple([str(r) for r in rule_ids]) if rule_ids else ())
 
 
 _BEGNTIME = encounter_picks("begntime")
-
-
-def _first_of(sources: tuple, picks: tuple):
-    for index, key in picks:
-        v = sources[index].get(key)
-        if v is not None:
-            return v
-    return None
-
-
-def _items(obj: dict, key: str) -> list:
-    v = obj.get(key)
-    if type(v) is not list:
-        raise _Irregular(key)
-    for item in v:
-        if type(item) is not dict:
-            raise _Irregular(key)
-    return v
+assert {source for source, _ in _BEGNTIME} <= {0, 1}  # the encounter, its patient (map_request reads these)

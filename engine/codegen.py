@@ -20,7 +20,7 @@ import math
 
 from claimaudit.dsl import ir
 from claimaudit.dsl.schema import DERIVED_FIELDS, DERIVED_INPUTS
-from claimaudit.dsl.units import Quantity
+from claimaudit.dsl.units import Quantity, quantize
 
 from . import reference as ref
 from .values import Unknown, derive, service_date
@@ -51,8 +51,33 @@ def derived_value(name: str, line: dict):
     except TypeError:  # an unhashable input (a caller's own line)
         return derive(name, line)
     if got is None:
-        got = derive(name, line)
+        got = _daily_dose(line) if name == "daily_dose" else derive(name, line)
         if _memo_type(key):
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[key] = got
+    return got
+
+
+def _daily_dose(line: dict):
+    """``derive("daily_dose", line)`` from the single dose and the frequency each remembered by its own text:
+    a new pair of texts (the pair's memo misses) is mostly two texts seen before."""
+    dose, freq = _remembered("single_dose", line), _remembered("daily_frequency", line)
+    if type(dose) is Unknown:
+        return dose
+    if type(freq) is Unknown:
+        return freq
+    return new_quantity(quantize(dose.base_value * freq), dose.dimension)
+
+
+def _remembered(name: str, line: dict):
+    """``derive(name, line)`` of a value derived from one text field, remembered by that text."""
+    key = line.get(_MEMO_INPUTS[name][0])
+    memo = _memos[name]
+    got = memo.get(key) if type(key) in _MEMO_INPUT_TYPES else None
+    if got is None:
+        got = derive(name, line)
+        if type(key) in _MEMO_INPUT_TYPES:
             if len(memo) >= _MEMO_LIMIT:
                 memo.clear()
             memo[key] = got

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from dataclasses import dataclass, fields
 
 VIOLATION = "violation"
@@ -104,11 +105,25 @@ def screen_response(findings: list, ruleset, executor: str, elapsed_us: float) -
                    for f in findings if f.shadow],
         "exempted": [{"jr_id": f.finding_id, "rule_id": f.rule_code, "rx_id": f.line_id, "exemption": f.exemption}
                      for f in findings if f.exemption is not None and not f.shadow],
-        "insufficient_data": [{"rule_id": f.rule_code, "rule_name": f.rule_name, "rx_id": f.line_id, "reason": f.reason}
-                              for f in shown if f.outcome == INSUFFICIENT],
+        "insufficient_data": [insufficient_entry(f) for f in shown if f.outcome == INSUFFICIENT],
         "ruleset": {"name": ruleset.name, "version": ruleset.version},
         "engine": {"executor": executor, "elapsed_us": round(elapsed_us, 1)},
     }
+
+
+def respond(results: list, insufficient: list, ruleset, executor: str, elapsed_us: float) -> dict:
+    """``screen_response`` when no profile is in force (nothing shadowed or exempted), from entries already in
+    their 3101 shape: ``results`` as ``to_3101_result`` gives them, ``insufficient`` as ``insufficient_entry``."""
+    return {
+        "result": results, "shadow": [], "exempted": [], "insufficient_data": insufficient,
+        "ruleset": {"name": ruleset.name, "version": ruleset.version},
+        "engine": {"executor": executor, "elapsed_us": round(elapsed_us, 1)},
+    }
+
+
+def insufficient_entry(f) -> dict:
+    """One entry of the response's ``insufficient_data[]`` (a Finding or inline_render.BriefInsufficient)."""
+    return {"rule_id": f.rule_code, "rule_name": f.rule_name, "rx_id": f.line_id, "reason": f.reason}
 
 
 def to_3101_result(f: Finding) -> dict:
@@ -140,20 +155,32 @@ def to_3101_result(f: Finding) -> dict:
 _KNOWLEDGE_PARTS: dict = {}  # id(point) -> (point, evidence head, knowledge entry); holding it keeps the id
 
 
+def evidence_parts(kp: KnowledgePoint | None) -> tuple:
+    """(evidence head, ``knowledge`` entry) of a result citing ``kp`` ("" and None without one): a renderer
+    that builds results directly (inline_render) keeps them per knowledge row and copies the entry."""
+    if kp is None:
+        return "", None
+    return _evidence_head(kp), {"table": kp.table, "key": kp.key, "file_row": kp.file_row, "point_id": kp.point_id,
+                                "text": kp.text, "source": kp.source}
+
+
+def _evidence_head(kp: KnowledgePoint) -> str:
+    return f"依据：{kp.text}" + (f"（{kp.source}）" if kp.source else "") + "；" if kp.text else ""
+
+
 def _knowledge_parts(kp: KnowledgePoint) -> tuple:
     """What every result citing a knowledge point shows of it: the evidence head (依据：text（source）；)
     and the ``knowledge`` entry. Knowledge points are immutable and few: made once each."""
     got = _KNOWLEDGE_PARTS.get(id(kp))
     if got is None or got[0] is not kp:
-        head = f"依据：{kp.text}" + (f"（{kp.source}）" if kp.source else "") + "；" if kp.text else ""
-        shown = {"table": kp.table, "key": kp.key, "file_row": kp.file_row, "point_id": kp.point_id,
-                 "text": kp.text, "source": kp.source}
+        head, shown = evidence_parts(kp)
         if len(_KNOWLEDGE_PARTS) >= 100_000:
             _KNOWLEDGE_PARTS.clear()
         got = _KNOWLEDGE_PARTS[id(kp)] = (kp, head, shown)
     return got
 
 
+_attr = operator.attrgetter
 _json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False) without its per-call setup
 
 
@@ -166,7 +193,7 @@ def findings_table(findings: list):
     columns = {}
     for name in FINDING_SCHEMA.names:
         if name == "feedetl_sn":
-            values = [f.line_id for f in findings]
+            values = list(map(_attr("line_id"), findings))
         elif name.startswith("knowledge_"):
             attr = _KNOWLEDGE_COLUMNS[name]
             values = [getattr(k, attr) if k is not None else None for k in kps]
@@ -175,7 +202,7 @@ def findings_table(findings: list):
         elif name == "involved_lines":
             values = [_involved_json(f.lines) for f in findings]
         else:
-            values = [getattr(f, name) for f in findings]
+            values = list(map(_attr(name), findings))
         columns[name] = pa.array(values, FINDING_SCHEMA.field(name).type)
     return pa.table(columns, schema=FINDING_SCHEMA)
 

@@ -10,6 +10,10 @@ string joins per finding. The hot loops are Cython (engine/kernels/_inline.pyx);
 python`` selects their pure-Python twins. Cross-line rules are compiled apart (inline_cross);
 ``compile_expr`` below is their closure compiler.
 
+``screen`` without a local profile builds the 3101 response's entries directly (``screen_entries``: a
+violation's ``result[]`` entry from its render program, an insufficient-data one from its rule and reason),
+never making the Finding records a profile's marks or ``screen_lines`` callers need.
+
     screener = Screener.from_path("rulesets/demo")
     response = screener.screen(request_dict)      # 3101-shaped dict in, 3101-shaped dict out
 """
@@ -25,7 +29,7 @@ from claimaudit.dsl.schema import CLAIM_FIELDS, DERIVED_INPUTS
 from claimaudit.dsl.units import Quantity
 
 from . import reference as ref
-from .findings import Finding, screen_response
+from .findings import VIOLATION, Finding, insufficient_entry, respond, screen_response, to_3101_result
 from .inline_cross import CrossLineRules
 from .inline_decide import DecisionIndex, ordered_hits
 from .inline_render import Renderers
@@ -268,10 +272,45 @@ class Screener:
         """A 3101-shaped request dict -> a 3101-shaped response dict (see connectors.request)."""
         started = time.perf_counter()
         req = self.mapper.request(request)
-        # the response shows an insufficient-data finding's rule, line and reason only; a profile's
-        # exemptions read the rest, so with one every finding is rendered in full
-        findings = self.screen_lines(req.lines, req.current, req.rule_ids, brief=self.ruleset.profile is None)
-        return screen_response(findings, self.ruleset, self.executor_name, (time.perf_counter() - started) * 1e6)
+        if self.ruleset.profile is not None:  # its marks read whole findings: render them in full
+            findings = self.screen_lines(req.lines, req.current, req.rule_ids)
+            return screen_response(findings, self.ruleset, self.executor_name, (time.perf_counter() - started) * 1e6)
+        results, insufficient = self.screen_entries(req.lines, req.current, req.rule_ids)
+        return respond(results, insufficient, self.ruleset, self.executor_name, (time.perf_counter() - started) * 1e6)
+
+    def screen_entries(self, lines: list, current=None, rule_ids=()) -> tuple:
+        """(result[], insufficient_data[]) of the response, without a profile: what ``screen_response`` makes of
+        ``screen_lines``' findings, each entry built directly (no Finding for a line-level hit, and of an
+        insufficient-data one only its rule, line and reason)."""
+        wanted = set(rule_ids) if rule_ids else None
+        cross = self.cross.request(lines, wanted) if self.cross.rules else None
+        return self.entries(lines, current, self.decisions.decide_lines(lines, current), wanted, cross)
+
+    def entries(self, lines: list, current, decided: dict, wanted=None, cross=None) -> tuple:
+        """``screen_entries`` after deciding: the entries of the decided hits (``decide_lines``) and of the
+        cross-line rules (``cross``: their request) on each current line, in the order screen_lines finds them."""
+        results, insufficient = [], []
+        rules, renderers = self.ruleset.rules, self.renderers
+        made = renderers.made  # rule index -> its renderer, once made
+        for i, line in enumerate(lines):
+            if current is not None and line["feedetl_sn"] not in current:
+                continue
+            got = decided.get(i)
+            if got is not None:
+                lv, hits = got
+                for rule_index, point, outcome in ordered_hits(hits):
+                    if wanted is not None and rules[rule_index].code not in wanted:
+                        continue
+                    renderer = made.get(rule_index) or renderers[rule_index]
+                    violation, entry = renderer.result(line, lv, point, outcome)
+                    (results if violation else insufficient).append(entry)
+            if cross is not None:
+                for f in cross.screen(line):
+                    if f.outcome == VIOLATION:
+                        results.append(to_3101_result(f))
+                    else:
+                        insufficient.append(insufficient_entry(f))
+        return results, insufficient
 
     def screen_lines(self, lines: list, current=None, rule_ids=(), brief: bool = False) -> list[Finding]:
         """Findings on the current lines; history lines (curr_drord_flag 0) are only looked at, and appear in

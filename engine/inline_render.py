@@ -14,7 +14,7 @@ from claimaudit.dsl import ir
 from claimaudit.dsl.units import Quantity
 
 from . import reference as ref
-from .findings import INSUFFICIENT, VIOLATION
+from .findings import INSUFFICIENT, VIOLATION, KnowledgePoint, evidence_parts, insufficient_entry
 from .profiles import mark_with_profile
 from .kernels import inline as inline_kernels
 from .values import Unknown, format_value, service_date
@@ -41,21 +41,72 @@ def format_fast(v) -> str:
     return format_value(v)
 
 
+class PointShape:
+    """What a rule's knowledge rows have in common, worked out once per rule so that each row's PointFacts is
+    quick to make (a request citing a row for the first time pays for it): the table's role columns, the
+    rule's basis and dates, the columns its evidence shows."""
+
+    __slots__ = ("rule", "table", "facts", "key", "id", "text", "source", "effective_from", "effective_to")
+
+    def __init__(self, rule: ir.Rule, table, facts: ref.RuleFacts):
+        self.rule, self.table, self.facts = rule, table, facts
+        if table is not None:
+            self.key = table.key
+            self.id, self.text, self.source = (table.role_column(r) for r in ("id", "text", "source"))
+            self.effective_from, self.effective_to = (table.role_column(r) for r in ("effective_from", "effective_to"))
+
+
+_new = object.__new__
+
+
+def _knowledge_point(shape: PointShape, i: int, row: dict) -> KnowledgePoint:
+    """reference._knowledge_point of a table row (the dataclass made without its frozen __init__)."""
+    basis = shape.rule.basis
+    point_id, text, source = (_role(row, c) for c in (shape.id, shape.text, shape.source))
+    kp = _new(KnowledgePoint)
+    kp.__dict__.update(table=shape.table.name, key=str(row.get(shape.key)), file_row=shape.table.row_numbers[i],
+                       point_id=point_id, text=text or (basis.text if basis else None),
+                       source=source or (basis.source if basis else None))
+    return kp
+
+
+def _role(row: dict, column: str | None):
+    v = row.get(column) if column else None
+    return None if v is None else format_fast(v)
+
+
 class PointFacts:
-    """What a finding on one knowledge row of a rule always shows."""
+    """What a finding on one knowledge row of a rule always shows (``i``: the row, None for a rule without a
+    table)."""
 
-    __slots__ = ("row", "knowledge", "id_prefix", "knowledge_evidence", "start", "end", "text", "source")
+    __slots__ = ("row", "knowledge", "id_prefix", "knowledge_evidence", "start", "end", "text", "source",
+                 "evidence_head", "evidence_tail", "knowledge_shown")
 
-    def __init__(self, rule: ir.Rule, table, i: int | None, facts: ref.RuleFacts):
-        self.row = table.rows[i] if table is not None else None
-        point = (table, i) if table is not None else None
-        kp = self.knowledge = ref._knowledge_point(rule, point)
-        self.id_prefix = f"{rule.code}\x1f{f'{kp.table}:{kp.file_row}' if kp and kp.table else '-'}\x1f"
-        self.knowledge_evidence = () if self.row is None else tuple(
-            (f"k.{c}", format_value(self.row.get(c))) for c in facts.knowledge_columns)
-        self.start, self.end = ref.effective_window(rule, table, i)
+    def __init__(self, shape: PointShape, i: int | None):
+        rule, table = shape.rule, shape.table
+        if table is None:
+            self.row = None
+            kp = self.knowledge = ref._knowledge_point(rule, None)
+            self.id_prefix = f"{rule.code}\x1f-\x1f"
+            self.knowledge_evidence = ()
+            self.start, self.end = rule.effective_from, rule.effective_to
+        else:
+            row = self.row = table.rows[i]
+            kp = self.knowledge = _knowledge_point(shape, i, row)
+            self.id_prefix = f"{rule.code}\x1f{kp.table}:{kp.file_row}\x1f"
+            self.knowledge_evidence = tuple([(f"k.{c}", format_fast(row.get(c))) for c in shape.facts.knowledge_columns])
+            start, end = rule.effective_from, rule.effective_to  # reference.effective_window
+            if shape.effective_from and row.get(shape.effective_from) is not None:
+                start = max(start, row[shape.effective_from]) if start else row[shape.effective_from]
+            if shape.effective_to and row.get(shape.effective_to) is not None:
+                end = min(end, row[shape.effective_to]) if end else row[shape.effective_to]
+            self.start, self.end = start, end
         self.text = (kp.text or "") if kp else ""
         self.source = (kp.source or "") if kp else ""
+        # what a 3101 result shows of them (findings.to_3101_result): the evidence text's head (依据：…；) and
+        # tail (the knowledge values, joined), and the ``knowledge`` entry (each result gets a copy)
+        self.evidence_head, self.knowledge_shown = evidence_parts(kp)
+        self.evidence_tail = "；".join([f"{k}={v}" for k, v in self.knowledge_evidence])
 
 
 class BriefInsufficient:
@@ -85,6 +136,7 @@ class RuleRenderer:
         self.table = ruleset.tables[rule.lookup.table] if rule.lookup else None
         self.profile = ruleset.profile
         self.facts = reference.facts(rule)
+        self.shape = PointShape(rule, self.table, self.facts)
         self._points: dict = {}
         location = f"{rule.span.file}:{rule.span.line}" if rule.span else ""
         self.program = (kernels or inline_kernels.backend()).compile_renderer(rule, self.facts, location)
@@ -92,8 +144,7 @@ class RuleRenderer:
     def point(self, i: int) -> PointFacts:
         got = self._points.get(i)
         if got is None:
-            got = self._points[i] = PointFacts(self.rule, self.table, i if self.table is not None else None,
-                                               self.facts)
+            got = self._points[i] = PointFacts(self.shape, i if self.table is not None else None)
         return got
 
     def render(self, line: dict, lv: dict, point: int, outcome: str, brief: bool = False):
@@ -107,6 +158,18 @@ class RuleRenderer:
         if brief:
             return BriefInsufficient(self.rule, line, unknown)
         return self._marked(self.program.insufficient(line, lv, p, unknown))
+
+    def result(self, line: dict, lv: dict, point: int, outcome: str) -> tuple:
+        """(is a violation, its 3101 entry): a ``result[]`` entry (to_3101_result of the finding) or an
+        ``insufficient_data[]`` one, built directly. Only when no profile is in force (nothing is marked)."""
+        if outcome == VIOLATION:
+            p = self._points.get(point)
+            return True, self.program.result(line, lv, p if p is not None else self.point(point))
+        if point < 0 and self.table is not None:  # the lookup key itself was unknown: rare, ask the reference
+            return False, insufficient_entry(self.reference.render_hit(self.rule, line, point, outcome))
+        rule = self.rule  # what insufficient_entry shows of the BriefInsufficient
+        return False, {"rule_id": rule.code, "rule_name": rule.name, "rx_id": str(line.get("feedetl_sn")),
+                       "reason": self._reason(line, lv, self.point(point)).reason}
 
     def _reason(self, line: dict, lv: dict, p: PointFacts) -> Unknown:
         """Why an insufficient-data hit is one, as the reference finds it (which also checks the hit)."""
@@ -139,6 +202,7 @@ class Renderers:
         self.reference = reference
         self.kernels = inline_kernels.backend(kernels)
         self._by_rule: dict = {}
+        self.made = self._by_rule  # (read-only) the renderers made so far, by rule index
 
     def __getitem__(self, rule_index: int) -> RuleRenderer:
         got = self._by_rule.get(rule_index)

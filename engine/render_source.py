@@ -10,7 +10,7 @@ from claimaudit.dsl import ir
 
 from . import codegen
 from . import reference as ref
-from .findings import INSUFFICIENT, ROLE_VIOLATING, VIOLATION, new_finding
+from .findings import INSUFFICIENT, ROLE_VIOLATING, SEVERITY_DEGREE, VIOLATION, new_finding
 from .inline_render import PointFacts, format_fast, service_day
 from .values import Unknown, format_money, format_value, round_money
 
@@ -37,6 +37,31 @@ class SourceProgram:
             formula = f"{names} = {values_text} = {amount:.2f}" if names != values_text else f"{names} = {amount:.2f}"
         message = self.message(line, lv, p.row, format_money(amount), p.text, p.source)
         return self._finding(line, lv, p, VIOLATION, message, amount, formula, None)
+
+    def result(self, line: dict, lv: dict, p: PointFacts) -> dict:
+        """The violation's 3101 ``result[]`` entry, as findings.to_3101_result shows its finding."""
+        value, values_text = self.amount(line, lv, p.row)
+        names = self.facts.amount_names
+        if type(value) is Unknown:
+            amount, formula = None, f"{names}: cannot compute ({value.reason})"
+        else:
+            amount = round_money(float(value))
+            formula = f"{names} = {values_text} = {amount:.2f}" if names != values_text else f"{names} = {amount:.2f}"
+        rule = self.rule
+        line_id = str(line.get("feedetl_sn"))
+        parts = [f"{k}={v}" for k, v in self.evidence(line, lv)]
+        if p.evidence_tail:
+            parts.append(p.evidence_tail)
+        evidence = p.evidence_head + "；".join(parts)
+        return {
+            "jr_id": hashlib.sha1(f"{p.id_prefix}{line.get('mdtrt_id')}\x1f{line_id}".encode()).hexdigest()[:16],
+            "rule_id": rule.code, "rule_name": rule.name,
+            "vola_cont": self.message(line, lv, p.row, format_money(amount), p.text, p.source),
+            "sev_deg": SEVERITY_DEGREE[rule.severity], "severity": rule.severity, "result_type": rule.result_type,
+            "vola_evid": evidence[:500], "vola_bhvr_type": rule.rule_class, "vola_amt": amount,
+            "vola_amt_stas": formula, "rule_version": rule.version,
+            "knowledge": None if p.knowledge_shown is None else dict(p.knowledge_shown),
+            "judge_result_detail_dtos": [{"rx_id": line_id, "vola_item_type": str(ROLE_VIOLATING)}]}
 
     def reason(self, line: dict, lv: dict, p: PointFacts):
         """The reference's outcome on the row: False (not concerned), None (violation) or the Unknown."""

@@ -311,3 +311,19 @@ def test_a_3101_result_cites_its_knowledge_point():
     assert to_3101_result(Finding(**values))["knowledge"]["text"] == "每日最多1片"
     values["knowledge"] = KnowledgePoint(None, None, None, None, None, None)  # no text: no 依据 head
     assert to_3101_result(Finding(**values))["vola_evid"] == "cnt=2；k.max=1"
+
+
+def test_daily_dose_from_remembered_parts_is_derived_alike():
+    """A new (dose text, frequency text) pair is derived from each text's remembered value: the same
+    quantity, or the same unknown, as values.derive gives."""
+    from claimaudit.engine.values import derive
+    doses = ["500mg", "0.5g", "1 g", "2片", "10ml", "300µg", "abc", "", None, "1000 mg", "0.25 g", "100IU", "5 mg"]
+    freqs = ["tid", "bid", "qd", "q8h", "每日3次", "2次/日", "prn", "st", "", None, "qid", "1次/日", "每周两次"]
+    for rounds in range(2):  # parts made, then parts remembered
+        for d in doses:
+            for f in freqs:
+                line = {"sin_dos_dscr": d, "used_frqu_dscr": f}
+                for memo in (codegen._memos["daily_dose"],):
+                    memo.clear()
+                got, want = codegen.derived_value("daily_dose", line), derive("daily_dose", line)
+                assert type(got) is type(want) and got == want, (d, f)

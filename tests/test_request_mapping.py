@@ -79,6 +79,11 @@ def test_mapped_values_are_typed(demo_fields):
     lambda d: d["patient_dtos"][0]["fsi_encounter_dtos"][0].update(
         fsi_diagnose_dtos=[{"dise_codg": " e11.900 ", "maindise_flag": 1}, {"dise_codg": ""}, {"dise_codg": "I10"}]),
     lambda d: d["patient_dtos"][0]["fsi_encounter_dtos"][0].update(fsi_diagnose_dtos=[], diag_codes="I10;E11"),
+    lambda d: d["patient_dtos"][0]["fsi_encounter_dtos"][0].update(  # a list the kernel leaves to _list
+        fsi_diagnose_dtos=[], diag_codes=["I10", 7, " E11 ", None, ""]),
+    lambda d: d["patient_dtos"][0]["fsi_encounter_dtos"][0].update(fsi_diagnose_dtos=[], diag_codes=["I10", "E11"]),
+    lambda d: [o.update(drord_begn_date=t) for o, t in zip(orders(d), ("2024-02-29 23:59:59", "2024-02-29",
+                                                                        "2025-05-31T08:00", " 2025-05-31 08:00"))],
     lambda d: d["patient_dtos"][0]["fsi_encounter_dtos"][0].update(dscg_main_dise_codg="K21.000"),
     lambda d: d["patient_dtos"][0]["fsi_encounter_dtos"][0].pop("fsi_diagnose_dtos"),
     lambda d: [o.update(curr_drord_flag=f) for o, f in zip(orders(d), (1, " 1 ", "", 0))],

@@ -12,55 +12,93 @@ kernels are built with bounds checks and wraparound off: no negative indexes her
 """
 from cpython.dict cimport PyDict_Copy, PyDict_GetItemWithError, PyDict_Next, PyDict_SetItem
 from cpython.float cimport PyFloat_CheckExact
-from cpython.long cimport PyLong_CheckExact
+from cpython.datetime cimport (PyDate_CheckExact, PyDateTime_CheckExact, PyDateTime_GET_DAY, PyDateTime_GET_MONTH,
+                               PyDateTime_GET_YEAR, date_new, datetime_new, import_datetime)
+from cpython.long cimport PyLong_AsLong, PyLong_CheckExact
 from cpython.object cimport PyObject, PyObject_RichCompare, Py_EQ, Py_GE, Py_GT, Py_LE, Py_LT, Py_NE
 from cpython.sequence cimport PySequence_Contains
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR
 from libc.math cimport fabs, floor, isfinite
+from libc.string cimport memset, strlen
+from cpython.mem cimport PyMem_Free
 
 cdef extern from "Python.h":
     bint Py_UNICODE_ISSPACE(Py_UCS4 ch)
     Py_ssize_t PyUnicode_Tailmatch(object s, object substr, Py_ssize_t start, Py_ssize_t end, int direction) except -1
     const Py_ssize_t PY_SSIZE_T_MAX
     int PyObject_GenericSetDict(object o, object value, void* context) except -1
+    char* PyOS_double_to_string(double val, char format_code, int precision, int flags, int* ptype)
+    object PyUnicode_DecodeASCII(const char* s, Py_ssize_t size, const char* errors)
+
+import_datetime()
 
 
 # ---- request mapping ---------------------------------------------------------------------------------------
 #
 # Where the twin tries each field's picks in precedence order (mostly keys the order does not have), this
 # walks the keys a source does have once and keeps, per field, the best-ranked value: the same answer with
-# one dictionary probe per present key.
+# one dictionary probe per present key. ``map_request`` walks a whole request (patients, encounters, their
+# diagnoses, orders) in one call; date and date-time text in the usual ISO shapes is read here, the rest by
+# the general conversion.
 
-# kinds of a mapped field, as in inline_twin
+# kinds of a mapped field, as in inline_twin (DATE, DATETIME: PARSED with the type known; LIST: OTHER, a list)
 cdef enum:
     K_TEXT = 0
     K_NUMBER = 1
     K_PARSED = 2
     K_OTHER = 3
+    K_DATE = 4
+    K_DATETIME = 5
+    K_LIST = 6
     MAX_FIELDS = 128
+    MAX_PICKS = 1024
+    MAX_SOURCES = 4
     NO_RANK = 1 << 30
-TEXT, NUMBER, PARSED, OTHER = K_TEXT, K_NUMBER, K_PARSED, K_OTHER
+    DATE_MEMO_LIMIT = 50000  # as connectors.request._DATE_MEMO_LIMIT
+TEXT, NUMBER, PARSED, OTHER, DATE, DATETIME, LIST = K_TEXT, K_NUMBER, K_PARSED, K_OTHER, K_DATE, K_DATETIME, K_LIST
 
 
 cdef class Prepared:
-    """A spec ready for typed_line: per source, key -> ((field, rank), ...) where rank is the key's place in
-    the field's picks."""
+    """A spec ready for typed_line: per source, key -> a group of (field, rank) picks, where rank is the key's
+    place in the field's picks; the groups as C arrays."""
     cdef readonly tuple spec
-    cdef tuple index
-    cdef int n
+    cdef tuple index     # per source: key -> group number
+    cdef tuple targets   # field names
+    cdef int n, n_sources
     cdef int kinds[MAX_FIELDS]
+    cdef int group_start[MAX_PICKS + 1]
+    cdef int pick_field[MAX_PICKS]
+    cdef int pick_rank[MAX_PICKS]
 
     def __init__(self, tuple spec, int n_sources):
         if len(spec) > MAX_FIELDS:
             raise ValueError(f"at most {MAX_FIELDS} fields")
-        self.spec, self.n = spec, len(spec)
-        index = [{} for _ in range(n_sources)]
+        if n_sources > MAX_SOURCES:
+            raise ValueError(f"at most {MAX_SOURCES} sources")
+        self.spec, self.n, self.n_sources = spec, len(spec), n_sources
+        self.targets = tuple(entry[0] for entry in spec)
+        groups = [{} for _ in range(n_sources)]
         for f, entry in enumerate(spec):
             self.kinds[f] = entry[1]
             for rank, (source, key) in enumerate(entry[2]):
-                index[source].setdefault(key, []).append((f, rank))
-        self.index = tuple({k: tuple(v) for k, v in d.items()} for d in index)
+                groups[source].setdefault(key, []).append((f, rank))
+        index, g, p = [], 0, 0
+        for d in groups:
+            numbers = {}
+            for key, picks in d.items():
+                if p + len(picks) > MAX_PICKS:
+                    raise ValueError(f"at most {MAX_PICKS} picks")
+                numbers[key] = g
+                self.group_start[g] = p
+                for f, rank in picks:
+                    self.pick_field[p] = f
+                    self.pick_rank[p] = rank
+                    p += 1
+                g += 1
+            index.append(numbers)
+        self.group_start[g] = p
+        self.index = tuple(index)
 
 
 def prepare(tuple spec, int n_sources):
@@ -69,20 +107,116 @@ def prepare(tuple spec, int n_sources):
     return Prepared(spec, n_sources)
 
 
+cdef inline bint _space(Py_UCS4 ch):
+    return Py_UNICODE_ISSPACE(ch)
+
+
 cdef inline object _text(object v, object convert):
     cdef Py_ssize_t n
     if PyUnicode_CheckExact(v):
         n = PyUnicode_GET_LENGTH(v)
-        if n and not Py_UNICODE_ISSPACE(PyUnicode_READ_CHAR(v, 0)) and \
-                not Py_UNICODE_ISSPACE(PyUnicode_READ_CHAR(v, n - 1)):
+        if n and not _space(PyUnicode_READ_CHAR(v, 0)) and not _space(PyUnicode_READ_CHAR(v, n - 1)):
             return v  # what strip() gives back: the same text
         v = v.strip()
         return v if v else None
     return convert(v)
 
 
-cdef inline object _typed(int kind, object v, tuple entry):
+cdef inline int _digits(object s, Py_ssize_t at, Py_ssize_t n):
+    """The decimal number of s[at:at+n] (ASCII digits only), or -1."""
+    cdef int out = 0, ch
+    cdef Py_ssize_t i
+    for i in range(at, at + n):
+        ch = _char(s, i)
+        if ch < 48 or ch > 57:
+            return -1
+        out = out * 10 + (ch - 48)
+    return out
+
+
+cdef inline int _char(object s, Py_ssize_t i):
+    return <int>PyUnicode_READ_CHAR(s, i)
+
+
+cdef object _iso(object s, bint with_time):
+    """Date text YYYY-MM-DD, and for a date-time also YYYY-MM-DD[ T]hh:mm[:ss], as claims._date / _datetime read
+    it; None for any other text (or a value out of range): the general conversion then decides."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s)
+    cdef int y, m, d, hh = 0, mi = 0, ss = 0, sep
+    if not (n == 10 or (with_time and (n == 16 or n == 19))):
+        return None
+    if _char(s, 4) != 45 or _char(s, 7) != 45:  # '-'
+        return None
+    y = _digits(s, 0, 4)
+    m = _digits(s, 5, 2)
+    d = _digits(s, 8, 2)
+    if y < 1 or m < 1 or m > 12 or d < 1 or d > 31:
+        return None
+    if n > 10:
+        sep = _char(s, 10)
+        if (sep != 32 and sep != 84) or _char(s, 13) != 58:  # ' ' or 'T', ':'
+            return None
+        hh = _digits(s, 11, 2)
+        mi = _digits(s, 14, 2)
+        if n == 19:
+            if _char(s, 16) != 58:
+                return None
+            ss = _digits(s, 17, 2)
+        if hh < 0 or hh > 23 or mi < 0 or mi > 59 or ss < 0 or ss > 59:
+            return None
+    if d > _month_days(y, m):
+        return None
+    if with_time:
+        return datetime_new(y, m, d, hh, mi, ss, 0, None)
+    return date_new(y, m, d)
+
+
+cdef inline int _month_days(int y, int m):
+    if m == 2:
+        return 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28
+    return 30 if m == 4 or m == 6 or m == 9 or m == 11 else 31
+
+
+def iso(s, bint with_time):
+    """The compiled reading of ISO date / date-time text (tests compare it with claims._date / _datetime)."""
+    return _iso(s, with_time) if PyUnicode_CheckExact(s) else None
+
+
+cdef object _parsed(int kind, object v, tuple entry):
+    """A date or date-time: the memo, then the text read here (and remembered), then the general conversion."""
     cdef PyObject* hit
+    cdef dict memo
+    if not PyUnicode_CheckExact(v):
+        return entry[4](v)
+    memo = <dict>entry[3]
+    hit = PyDict_GetItemWithError(memo, v)
+    if hit != NULL:
+        return <object>hit
+    if kind != K_PARSED:
+        got = _iso(v, kind == K_DATETIME)
+        if got is not None:
+            if len(memo) >= DATE_MEMO_LIMIT:
+                memo.clear()
+            memo[v] = got
+            return got
+    return entry[4](v)
+
+
+cdef object _listed(object v, object convert):
+    """claims._list of a list of clean texts (each a str, not blank, no surrounding space): their tuple."""
+    cdef Py_ssize_t n
+    if type(v) is list:
+        for x in <list>v:
+            if not PyUnicode_CheckExact(x):
+                return convert(v)
+            n = PyUnicode_GET_LENGTH(x)
+            if not n or _space(PyUnicode_READ_CHAR(x, 0)) or _space(PyUnicode_READ_CHAR(x, n - 1)):
+                return convert(v)
+        return tuple(<list>v)
+    return convert(v)
+
+
+cdef inline object _typed(int kind, object v, tuple entry):
     if kind == K_TEXT:
         return _text(v, entry[4])
     if kind == K_NUMBER:
@@ -90,40 +224,69 @@ cdef inline object _typed(int kind, object v, tuple entry):
             return v
         if PyLong_CheckExact(v):
             return float(v)
-    elif kind == K_PARSED and PyUnicode_CheckExact(v):
-        hit = PyDict_GetItemWithError(<dict>entry[3], v)
-        if hit != NULL:
-            return <object>hit
+    elif kind == K_PARSED or kind == K_DATE or kind == K_DATETIME:
+        return _parsed(kind, v, entry)
+    elif kind == K_LIST:
+        return _listed(v, entry[4])
     return entry[4](v)
 
 
-def typed_line(tuple sources, dict base, Prepared prepared):
-    """A copy of ``base`` with each spec field (target, kind, picks, memo, convert) set from its first pick
-    that is not None, typed as ``coerce_fields`` types it (``convert`` is the general conversion: it raises on
-    a value that cannot be read; ``memo`` holds parsed date texts)."""
+cdef enum:
+    KEY_SLOTS = 128  # a request's distinct order keys, remembered by identity (see KeyCache)
+
+
+cdef struct KeyCache:
+    # The orders of one request (a JSON document, a pickled one, literals) share their key objects: each key's
+    # group is looked up once per request, then found by address. Addresses are only compared while the
+    # request, which holds the keys, is alive: the cache lives for one map_request call.
+    PyObject* keys[KEY_SLOTS]
+    int groups[KEY_SLOTS]
+    int used
+
+
+cdef inline int _group(dict index, PyObject* key, KeyCache* cache) except -2:
+    """The key's group in ``index`` (-1: none), by the cache when there is one."""
+    cdef size_t h
+    cdef PyObject* got
+    if cache != NULL:
+        h = (<size_t>key >> 4) % KEY_SLOTS
+        while cache.keys[h] != NULL:
+            if cache.keys[h] == key:
+                return cache.groups[h]
+            h = (h + 1) % KEY_SLOTS
+    got = PyDict_GetItemWithError(index, <object>key)
+    cdef int g = -1 if got == NULL else PyLong_AsLong(<object>got)
+    if cache != NULL and cache.used < KEY_SLOTS // 2:
+        cache.keys[h] = key
+        cache.groups[h] = g
+        cache.used += 1
+    return g
+
+
+cdef dict _typed_line(PyObject** sources, int n_sources, dict base, Prepared prepared, KeyCache* cache):
+    """``typed_line`` over C pointers; ``cache`` (or NULL) remembers the first source's keys."""
     cdef int rank[MAX_FIELDS]
     cdef PyObject* value[MAX_FIELDS]
-    cdef int f, n = prepared.n, r
-    cdef Py_ssize_t s, pos
+    cdef int f, n = prepared.n, r, g, p
+    cdef Py_ssize_t pos
+    cdef int s
     cdef PyObject* key
     cdef PyObject* v
-    cdef PyObject* got
     cdef dict index
-    cdef tuple hit
     for f in range(n):
         rank[f] = NO_RANK
-    for s in range(len(sources)):
-        index = <dict>prepared.index[s]
+    for s in range(n_sources):
+        index = <dict>PyTuple_GET_ITEM(prepared.index, s)
         pos = 0
-        while PyDict_Next(<dict>sources[s], &pos, &key, &v):
+        while PyDict_Next(<object>sources[s], &pos, &key, &v):
             if <object>v is None:
                 continue
-            got = PyDict_GetItemWithError(index, <object>key)
-            if got == NULL:
+            g = _group(index, key, cache if s == 0 else NULL)
+            if g < 0:
                 continue
-            for hit in <tuple>got:
-                f = hit[0]
-                r = hit[1]
+            for p in range(prepared.group_start[g], prepared.group_start[g + 1]):
+                f = prepared.pick_field[p]
+                r = prepared.pick_rank[p]
                 if r < rank[f]:
                     rank[f] = r
                     value[f] = v
@@ -131,9 +294,24 @@ def typed_line(tuple sources, dict base, Prepared prepared):
     cdef tuple spec = prepared.spec
     for f in range(n):
         if rank[f] != NO_RANK:
-            entry = <tuple>spec[f]
-            PyDict_SetItem(line, entry[0], _typed(prepared.kinds[f], <object>value[f], entry))
+            PyDict_SetItem(line, <object>PyTuple_GET_ITEM(prepared.targets, f),
+                           _typed(prepared.kinds[f], <object>value[f], <tuple>PyTuple_GET_ITEM(spec, f)))
     return line
+
+
+def typed_line(tuple sources, dict base, Prepared prepared):
+    """A copy of ``base`` with each spec field (target, kind, picks, memo, convert) set from its first pick
+    that is not None, typed as ``coerce_fields`` types it (``convert`` is the general conversion: it raises on
+    a value that cannot be read; ``memo`` holds parsed date texts)."""
+    cdef PyObject* src[MAX_SOURCES]
+    cdef int s
+    if len(sources) != prepared.n_sources:
+        raise ValueError(f"{prepared.n_sources} sources expected")
+    for s in range(prepared.n_sources):
+        if type(sources[s]) is not dict:
+            raise TypeError("a source must be a dict")
+        src[s] = PyTuple_GET_ITEM(sources, s)
+    return _typed_line(src, prepared.n_sources, base, prepared, NULL)
 
 
 cdef inline bint _is_current(dict order):
@@ -146,27 +324,114 @@ cdef inline bint _is_current(dict order):
     return str(flag).strip() in ("", "1")
 
 
-def order_lines(list orders, tuple extra, dict base, Prepared prepared, list lines, set current):
-    """Each order (a dict) -> ``typed_line((order,) + extra, base, prepared)`` appended to ``lines``, its id to
-    ``current`` when it is a current order (curr_drord_flag 1, blank or absent). False when an order is not
-    a dict or its line has no id or national code: the general mapping then reports it."""
-    cdef object order
+cdef bint _order_lines(list orders, dict extra, dict base, Prepared prepared, list lines, set current,
+                       KeyCache* cache) except -1:
+    cdef PyObject* src[2]
     cdef dict line
     cdef PyObject* got
+    if prepared.n_sources != 2:
+        raise ValueError("an order spec has two sources: the order, its encounter's values")
+    src[1] = <PyObject*>extra
     for order in orders:
         if type(order) is not dict:
             return False
-        line = typed_line((order,) + extra, base, prepared)
+        src[0] = <PyObject*>order
+        line = _typed_line(src, 2, base, prepared, cache)
         got = PyDict_GetItemWithError(line, "feedetl_sn")
         if got == NULL or <object>got is None:
             return False
+        line_id = <object>got
         got = PyDict_GetItemWithError(line, "med_list_codg")
         if got == NULL or <object>got is None:
             return False
         lines.append(line)
         if _is_current(<dict>order):
-            current.add(line["feedetl_sn"])
+            current.add(line_id)
     return True
+
+
+def order_lines(list orders, tuple extra, dict base, Prepared prepared, list lines, set current):
+    """Each order (a dict) -> ``typed_line((order,) + extra, base, prepared)`` appended to ``lines``, its id to
+    ``current`` when it is a current order (curr_drord_flag 1, blank or absent). False when an order is not
+    a dict or its line has no id or national code: the general mapping then reports it."""
+    if len(extra) != 1 or type(extra[0]) is not dict:
+        raise ValueError("one extra source (a dict) expected")
+    cdef KeyCache cache
+    memset(&cache, 0, sizeof(KeyCache))
+    return _order_lines(orders, <dict>extra[0], base, prepared, lines, current, &cache)
+
+
+cdef object _encounter_diagnoses(dict enc):
+    """{"codes", "main"} of an encounter's diagnoses as request_lines reads them (None when absent); None when
+    they are irregular."""
+    codes, main = None, None
+    diags = enc.get("fsi_diagnose_dtos")
+    if diags is not None:
+        if type(diags) is not list:
+            return None
+        codes = []
+        for d in <list>diags:
+            if type(d) is not dict:
+                return None
+            code = (<dict>d).get("dise_codg")
+            if code:
+                code = str(code).strip()
+                codes.append(code)
+                if main is None and str((<dict>d).get("maindise_flag")) == "1":
+                    main = code
+    return {"codes": codes or None, "main": main}
+
+
+cdef object _first_of(dict first, dict second, tuple picks):
+    cdef PyObject* got
+    for index, key in picks:
+        got = PyDict_GetItemWithError(first if index == 0 else second, key)
+        if got != NULL and <object>got is not None:
+            return <object>got
+    return None
+
+
+cdef bint _all_dicts(object items):
+    if type(items) is not list:
+        return False
+    for item in <list>items:
+        if type(item) is not dict:
+            return False
+    return True
+
+
+def map_request(dict doc, Prepared encounter_spec, Prepared order_spec, dict empty, tuple begntime_picks):
+    """A 3101 request -> (typed lines, ids of the current orders), or None when it is irregular (the general
+    mapping then reports it): every patient's encounters, each typed once from itself, its patient and its
+    diagnoses (``encounter_spec``, 3 sources), then its orders (``order_spec``: the order, and the encounter's
+    raw begntime as picked by ``begntime_picks``)."""
+    cdef PyObject* src[3]
+    cdef list lines = []
+    cdef set current = set()
+    cdef KeyCache cache
+    memset(&cache, 0, sizeof(KeyCache))
+    if encounter_spec.n_sources != 3:
+        raise ValueError("an encounter spec has three sources: the encounter, its patient, its diagnoses")
+    patients = doc.get("patient_dtos")
+    if not _all_dicts(patients):
+        return None
+    for patient in <list>patients:
+        encounters = (<dict>patient).get("fsi_encounter_dtos")
+        if not _all_dicts(encounters):
+            return None
+        for enc in <list>encounters:
+            extra = _encounter_diagnoses(<dict>enc)
+            if extra is None:
+                return None
+            src[0], src[1], src[2] = <PyObject*>enc, <PyObject*>patient, <PyObject*>extra
+            base = _typed_line(src, 3, empty, encounter_spec, NULL)
+            orders = (<dict>enc).get("fsi_order_dtos")
+            if type(orders) is not list:
+                return None
+            begntime = {"begntime": _first_of(<dict>enc, <dict>patient, begntime_picks)}
+            if not _order_lines(<list>orders, begntime, base, order_spec, lines, current, &cache):
+                return None
+    return lines, current
 
 
 # ---- decisions: a family's template as a tree of typed nodes ----------------------------------------------
@@ -232,9 +497,16 @@ cdef object _diagnoses(Ctx c):
     """codegen.diagnoses: the line's cache, then the memo by (main code, list), then the reference."""
     if c.diag is not None:
         return c.diag
+    global LAST_MAIN, LAST_LIST, LAST_CODES
     codes = c.lv.get("@diagnoses")
     if codes is None:
-        key = (c.line.get("dscg_maindiag_code"), c.line.get("diag_codes"))
+        main, listed = c.line.get("dscg_maindiag_code"), c.line.get("diag_codes")
+        # the lines of an encounter share their main code and list (the very objects): the last pair's codes
+        # are kept with the pair (immutable values held here, so the same objects mean the same codes)
+        if main is LAST_MAIN and listed is LAST_LIST and LAST_CODES is not None:
+            c.lv["@diagnoses"] = c.diag = LAST_CODES
+            return LAST_CODES
+        key = (main, listed)
         try:
             codes = (<dict>DIAGNOSES_MEMO).get(key)
         except TypeError:  # a list of codes (a caller's own line): no memo
@@ -244,9 +516,18 @@ cdef object _diagnoses(Ctx c):
                 if len(DIAGNOSES_MEMO) >= MEMO_LIMIT:
                     (<dict>DIAGNOSES_MEMO).clear()
                 codes = DIAGNOSES_MEMO[key] = reference_diagnoses(c.line)
+            if (main is None or PyUnicode_CheckExact(main)) and (listed is None or _text_tuple(listed)):
+                LAST_MAIN, LAST_LIST, LAST_CODES = main, listed, codes
         c.lv["@diagnoses"] = codes
     c.diag = codes
     return codes
+
+
+cdef object LAST_MAIN = None, LAST_LIST = None, LAST_CODES = None
+
+
+cdef bint _text_tuple(object v):
+    return type(v) is tuple and _all_text(<tuple>v)
 
 
 cdef class Node:
@@ -279,13 +560,17 @@ cdef class Field(Node):
 
 cdef class Derived(Node):
     """A derived value, once per line: the line's cache, the line itself, the memo, then derived_value
-    (daily_cnt of two floats is computed here: derive divides them)."""
+    (daily_cnt of two floats is computed here: derive divides them; so are age_years and age_days of a dated
+    line and a birth date before it, see _age)."""
     cdef object name, memo, first, second
     cdef Py_ssize_t slot
-    cdef bint per_day
+    cdef bint per_day, dose
+    cdef int age
 
     def __init__(self, name):
         self.name, self.slot, self.per_day = name, DERIVED_NAMES.index(name), name == "daily_cnt"
+        self.dose = name == "daily_dose"
+        self.age = 1 if name == "age_years" else (2 if name == "age_days" else 0)
         inputs = MEMO_INPUTS.get(name)
         self.memo = MEMOS[name] if inputs is not None else None
         self.first = inputs[0] if inputs is not None else None
@@ -300,6 +585,10 @@ cdef class Derived(Node):
             cnt, days = c.line.get("cnt"), c.line.get("prd_days")
             if PyFloat_CheckExact(cnt) and PyFloat_CheckExact(days) and <double>days > 0:
                 v = c.lv[self.name] = <double>cnt / <double>days
+        if v is None and self.age and c.line.get(self.name) is None:
+            v = _age(c.line, self.age)
+            if v is not None:
+                c.lv[self.name] = v
         if v is None:
             if self.memo is not None and c.line.get(self.name) is None:
                 key = c.line.get(self.first) if self.second is None else \
@@ -308,11 +597,97 @@ cdef class Derived(Node):
                     v = (<dict>self.memo).get(key)
                 except TypeError:
                     pass
+            if v is None and self.dose and c.line.get(self.name) is None:
+                v = _daily_dose(c.line)
+                if v is not None:
+                    _remember(<dict>self.memo, key, v)
             if v is None:
                 v = derived_value(self.name, c.line)
             c.lv[self.name] = v
         c.derived[self.slot] = v
         return v
+
+
+cdef object _daily_dose(dict line):
+    """values.derive of daily_dose from the single dose and the frequency remembered by their own texts
+    (codegen._daily_dose): when both are remembered, and are a quantity and a float (or either is unknown);
+    else None (the general path derives it)."""
+    text, every = line.get("sin_dos_dscr"), line.get("used_frqu_dscr")
+    if not (PyUnicode_CheckExact(text) and PyUnicode_CheckExact(every)):
+        return None
+    dose = (<dict>MEMOS["single_dose"]).get(text)
+    freq = (<dict>MEMOS["daily_frequency"]).get(every)
+    if dose is None or freq is None:
+        return None
+    if unknown(dose):
+        return dose
+    if unknown(freq):
+        return freq
+    if type(dose) is not Quantity or not PyFloat_CheckExact(freq):
+        return None
+    base = dose.base_value
+    if not PyFloat_CheckExact(base):
+        return None
+    cdef double y = <double>base * <double>freq * 1e9 + 0.5  # units.quantize, as the same float operations
+    if not isfinite(y):
+        return None
+    return _quantity(floor(y) / 1e9, dose.dimension)
+
+
+cdef _remember(dict memo, key, value):
+    """Into a derived-value memo (codegen.derived_value's rule: text keys only, bounded)."""
+    if type(key) is tuple and all(k is None or PyUnicode_CheckExact(k) for k in <tuple>key):
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        memo[key] = value
+
+
+def daily_dose(dict line):
+    """The compiled daily_dose from remembered parts, or None (tests compare it with values.derive)."""
+    if Unknown is None:
+        _bind()
+    return _daily_dose(line)
+
+
+cdef object _age(dict line, int which):
+    """values.derive of age_years (which 1) or age_days (2) when the date of service (fee_ocur_time, a datetime
+    or date) and the birth date (a date) are plain and the birth is not after the service; else None (the
+    general path says why it is unknown)."""
+    cdef int ty, tm, td, by, bm, bd
+    t = line.get("fee_ocur_time")
+    b = line.get("brdy")
+    if not PyDate_CheckExact(b):
+        return None
+    if not (PyDateTime_CheckExact(t) or PyDate_CheckExact(t)):
+        return None
+    ty = PyDateTime_GET_YEAR(t)
+    tm = PyDateTime_GET_MONTH(t)
+    td = PyDateTime_GET_DAY(t)
+    by = PyDateTime_GET_YEAR(b)
+    bm = PyDateTime_GET_MONTH(b)
+    bd = PyDateTime_GET_DAY(b)
+    if by > ty or (by == ty and (bm > tm or (bm == tm and bd > td))):
+        return None
+    if which == 1:
+        return ty - by - (1 if (tm < bm or (tm == bm and td < bd)) else 0)
+    return _ordinal(ty, tm, td) - _ordinal(by, bm, bd)
+
+
+cdef long _ordinal(int y, int m, int d):
+    """date(y, m, d).toordinal()."""
+    cdef long p = y - 1
+    cdef long out = p * 365 + p // 4 - p // 100 + p // 400 + d
+    cdef int k
+    for k in range(1, m):
+        out += _month_days(y, k)
+    return out
+
+
+def age(dict line, int which):
+    """The compiled age_years (1) / age_days (2), or None where the general path decides (tests compare)."""
+    if Unknown is None:
+        _bind()
+    return _age(line, which)
 
 
 cdef class KnowledgeField(Node):
@@ -382,7 +757,9 @@ cdef class Logic(Node):
 
     def __init__(self, Node a, Node b, bint is_and):
         self.a, self.b = a, b
-        self.decides, self.other = (False, True) if is_and else (True, False)
+        # (not a tuple of literals: Cython would type it as a C tuple, whose conversion back may give ints)
+        self.decides = False if is_and else True
+        self.other = True if is_and else False
 
     cdef object eval(self, Ctx c):
         x = self.a.eval(c)
@@ -413,6 +790,8 @@ cdef class Compare(Node):
         if unknown(y):
             return y
         if type(x) is type(y) and type(x) is not Quantity:
+            return PyObject_RichCompare(x, y, self.op)
+        if _number(x) and _number(y):  # an int and a float: _compare compares them as they are
             return PyObject_RichCompare(x, y, self.op)
         if type(x) is Quantity and type(y) is Quantity:
             if x.dimension == y.dimension:
@@ -694,6 +1073,10 @@ def compile_family(scope, condition, dict slots, dict constants, frozenset upper
 def decide_line(dict line, dict lv, dict exact, dict prefix, tuple lengths, list hits):
     """Run the families the line's code finds: ``exact`` by the whole code, ``prefix`` by its first n
     characters for each n in ``lengths`` (ascending); each maps to ((family, rows), ...)."""
+    _decide_line(line, lv, exact, prefix, lengths, hits)
+
+
+cdef _decide_line(dict line, dict lv, dict exact, dict prefix, tuple lengths, list hits):
     cdef PyObject* got
     cdef Py_ssize_t n, size
     cdef Ctx c = None
@@ -736,7 +1119,7 @@ def decide_lines(list lines, object current, dict exact, dict prefix, tuple leng
         if current is not None and line.get("feedetl_sn") not in current:
             continue
         lv, hits = {}, []
-        decide_line(line, lv, exact, prefix, lengths, hits)
+        _decide_line(line, lv, exact, prefix, lengths, hits)
         if hits:
             out[i] = (lv, hits)
     return out
@@ -748,15 +1131,17 @@ def decide_lines(list lines, object current, dict exact, dict prefix, tuple leng
 # are evaluated, with unknown reasons, as the reference does; values are shown as format_value shows them.
 
 cdef object sha1 = None, Finding = None, round_money = None, format_fast = None, format_value = None
-cdef object ROLE_VIOLATING = None, QUANTITY_TEXT = None
+cdef object ROLE_VIOLATING = None, QUANTITY_TEXT = None, SEVERITY_DEGREE = None, ROLE_VIOLATING_TEXT = None
 cdef str NOT_COMPUTED = "not computed: insufficient data"
 
 
 def _bind_rendering():
     global sha1, Finding, round_money, format_fast, format_value, ROLE_VIOLATING, QUANTITY_TEXT
+    global SEVERITY_DEGREE, ROLE_VIOLATING_TEXT
     import hashlib
     from claimaudit.engine import findings, inline_render, values
     sha1, Finding, ROLE_VIOLATING = hashlib.sha1, findings.Finding, findings.ROLE_VIOLATING
+    SEVERITY_DEGREE, ROLE_VIOLATING_TEXT = findings.SEVERITY_DEGREE, str(findings.ROLE_VIOLATING)
     round_money, format_fast, format_value = values.round_money, inline_render.format_fast, values.format_value
     QUANTITY_TEXT = inline_render._quantity_text
 
@@ -777,6 +1162,29 @@ cdef object _new_finding(dict values):
     return f
 
 
+cdef str _dtoa(double v, char code, int precision):
+    """format(v, f".{precision}{code}") for a float (the same conversion: PyOS_double_to_string)."""
+    cdef char* text = PyOS_double_to_string(v, code, precision, 0, NULL)
+    if text == NULL:
+        raise MemoryError()
+    try:
+        return PyUnicode_DecodeASCII(text, strlen(text), NULL)
+    finally:
+        PyMem_Free(text)
+
+
+def dtoa(double v, str code, int precision):
+    """The compiled float text (tests compare it with format())."""
+    return _dtoa(v, ord(code), precision)
+
+
+def shown(v):
+    """The compiled format_value of a rendered value (tests compare them)."""
+    if Unknown is None:
+        _bind()
+    return _shown(v)
+
+
 cdef object _shown(object v):
     """format_value(v), text and floats here."""
     cdef double d
@@ -785,8 +1193,8 @@ cdef object _shown(object v):
     if PyFloat_CheckExact(v):
         d = v
         if isfinite(d) and floor(d) == d:
-            return str(int(v))
-        return format(v, ".6g")
+            return "0" if d == 0 else _dtoa(d, b"f", 0)  # str(int(v)): the integer's digits ("0" for -0.0)
+        return _dtoa(d, b"g", 6)  # format(v, ".6g")
     if type(v) is Quantity and v.base_value:  # its text is remembered by value (format_fast)
         got = (<dict>QUANTITY_TEXT).get((v.base_value, v.dimension))
         if got is not None:
@@ -834,8 +1242,42 @@ cdef class RenderProgram:
         else:
             amount = _money(value)
             text = _join(self.amount_text, c)
-            formula = f"{names} = {text} = {amount:.2f}" if names != text else f"{names} = {amount:.2f}"
+            shown = _dtoa(amount, b"f", 2)  # f"{amount:.2f}"
+            formula = f"{names} = {text} = {shown}" if names != text else f"{names} = {shown}"
         return self._finding(c, point, VIOLATION, self._message(c, amount, point), amount, formula, None)
+
+    def result(self, dict line, dict lv, point):
+        """The violation's 3101 ``result[]`` entry, as findings.to_3101_result shows its finding (no Finding
+        made: only what the entry shows is worked out)."""
+        cdef Ctx c = self._context(line, lv, point)
+        value = self.amount.eval(c)
+        names = self.amount_names
+        if unknown(value):
+            amount, formula = None, f"{names}: cannot compute ({value.reason})"
+        else:
+            amount = _money(value)
+            text = _join(self.amount_text, c)
+            shown = _dtoa(amount, b"f", 2)  # f"{amount:.2f}"
+            formula = f"{names} = {text} = {shown}" if names != text else f"{names} = {shown}"
+        message = self._message(c, amount, point)
+        line_id = str(line.get("feedetl_sn"))
+        parts = []
+        for pair in self.evidence:
+            parts.append((<tuple>pair)[2] + _shown((<Node>(<tuple>pair)[1]).eval(c)))
+        tail = point.evidence_tail
+        if tail:
+            parts.append(tail)
+        evidence = point.evidence_head + "；".join(parts)
+        shown = point.knowledge_shown
+        fields = self.rule_fields
+        return {
+            "jr_id": sha1(f"{point.id_prefix}{line.get('mdtrt_id')}\x1f{line_id}".encode()).hexdigest()[:16],
+            "rule_id": fields["rule_code"], "rule_name": fields["rule_name"], "vola_cont": message,
+            "sev_deg": fields["sev_deg"], "severity": fields["severity"], "result_type": fields["result_type"],
+            "vola_evid": evidence[:500], "vola_bhvr_type": fields["rule_class"], "vola_amt": amount,
+            "vola_amt_stas": formula, "rule_version": fields["rule_version"],
+            "knowledge": None if shown is None else PyDict_Copy(shown),
+            "judge_result_detail_dtos": [{"rx_id": line_id, "vola_item_type": ROLE_VIOLATING_TEXT}]}
 
     def reason(self, dict line, dict lv, point):
         """The reference's outcome on the row: False (not concerned), None (violation) or the Unknown."""
@@ -874,7 +1316,7 @@ cdef class RenderProgram:
             elif not PyLong_CheckExact(part):
                 out.append(_shown((<Node>part).eval(c)))
             elif part == 0:
-                out.append("（未知）" if amount is None else f"{amount:.2f}")
+                out.append("（未知）" if amount is None else _dtoa(amount, b"f", 2))
             else:
                 out.append(point.text if part == 1 else point.source)
         return "".join(out)
@@ -966,7 +1408,7 @@ def compile_renderer(rule, facts, location):
 
     def node(e):
         return _node(e, {}, {}, frozenset(), True)
-    evidence = tuple((n, Derived(n) if n in DERIVED_FIELDS else Field(n)) for n in facts.evidence_fields)
+    evidence = tuple((n, Derived(n) if n in DERIVED_FIELDS else Field(n), f"{n}=") for n in facts.evidence_fields)
     specials = {"amount": 0, "knowledge_text": 1, "knowledge_source": 2, "rule_code": rule.code,
                 "rule_name": rule.name}
     message = []
@@ -979,7 +1421,7 @@ def compile_renderer(rule, facts, location):
             message.append(node(part))
     fields = {"rule_code": rule.code, "rule_name": rule.name, "rule_class": rule.rule_class,
               "rule_version": rule.version, "result_type": rule.result_type, "severity": rule.severity,
-              "rule_location": location}
+              "rule_location": location, "sev_deg": SEVERITY_DEGREE[rule.severity]}
     return RenderProgram(evidence, tuple(_merged(message)), node(rule.amount), _values_parts(rule.amount, node),
                          facts.amount_names, node(rule.scope) if rule.scope is not None else None,
                          node(rule.condition), fields, f"数据不足，无法判断【{rule.name}】：")

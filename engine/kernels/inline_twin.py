@@ -2,8 +2,9 @@
 results, written for clarity. They define what the kernels must compute."""
 from __future__ import annotations
 
-# kinds of a mapped field
-TEXT, NUMBER, PARSED, OTHER = 0, 1, 2, 3
+# kinds of a mapped field (DATE, DATETIME: parsed text of a known type, read like PARSED here; LIST: a list,
+# converted like OTHER here; the compiled kernel reads the usual shapes of these itself)
+TEXT, NUMBER, PARSED, OTHER, DATE, DATETIME, LIST = 0, 1, 2, 3, 4, 5, 6
 
 
 def _first(sources: tuple, picks: tuple):
@@ -19,7 +20,7 @@ def _typed(kind: int, v, memo, convert):
         return v.strip() or None
     if kind == NUMBER and (type(v) is float or type(v) is int):
         return float(v)
-    if kind == PARSED and type(v) is str and v in memo:
+    if kind in (PARSED, DATE, DATETIME) and type(v) is str and v in memo:
         return memo[v]
     return convert(v)
 
@@ -63,6 +64,57 @@ def order_lines(orders: list, extra: tuple, base: dict, prepared: tuple, lines: 
         if _is_current(order):
             current.add(line["feedetl_sn"])
     return True
+
+
+def _diagnoses(enc: dict):
+    """{"codes", "main"} of an encounter's diagnoses as request_lines reads them (None when absent); None when
+    they are irregular."""
+    codes, main = None, None
+    diags = enc.get("fsi_diagnose_dtos")
+    if diags is not None:
+        if type(diags) is not list:
+            return None
+        codes = []
+        for d in diags:
+            if type(d) is not dict:
+                return None
+            code = d.get("dise_codg")
+            if code:
+                codes.append(str(code).strip())
+                if main is None and str(d.get("maindise_flag")) == "1":
+                    main = codes[-1]
+    return {"codes": codes or None, "main": main}
+
+
+def _all_dicts(items) -> bool:
+    return type(items) is list and all(type(item) is dict for item in items)
+
+
+def map_request(doc: dict, encounter_spec: tuple, order_spec: tuple, empty: dict, begntime_picks: tuple):
+    """A 3101 request -> (typed lines, ids of the current orders), or None when it is irregular (the general
+    mapping then reports it): every patient's encounters, each typed once from itself, its patient and its
+    diagnoses (``encounter_spec``, 3 sources), then its orders (``order_spec``: the order, and the encounter's
+    raw begntime as picked by ``begntime_picks``)."""
+    lines, current = [], set()
+    patients = doc.get("patient_dtos")
+    if not _all_dicts(patients):
+        return None
+    for patient in patients:
+        encounters = patient.get("fsi_encounter_dtos")
+        if not _all_dicts(encounters):
+            return None
+        for enc in encounters:
+            extra = _diagnoses(enc)
+            if extra is None:
+                return None
+            base = typed_line((enc, patient, extra), empty, encounter_spec)
+            orders = enc.get("fsi_order_dtos")
+            if type(orders) is not list:
+                return None
+            begntime = {"begntime": _first((enc, patient), begntime_picks)}
+            if not order_lines(orders, (begntime,), base, order_spec, lines, current):
+                return None
+    return lines, current
 
 
 # ---- decisions ---------------------------------------------------------------------------------------------
