@@ -13,7 +13,8 @@ over R timed calls after warm-up (gc.freeze() as an embedding service would do a
   quiet_p50_us / quiet_p99_us         the same calls, over the requests that raise no finding
   cross_decisions_p50_us / _p99_us    the cross-line rules' decisions alone (engine/inline_cross.py: the
                                       request indexed, every current line decided), nothing rendered
-  cross_render_us_per_finding         rendering one cross-line finding (by the reference's renderer)
+  cross_render_us_per_finding         rendering one cross-line finding (engine/inline_cross_render.py; a
+                                      pair's partners listed in full), each hit rendered once
   cross_compiled / cross_fallbacks    cross-line rules compiled / left to the reference
   reference_p50_us / reference_p99_us the reference interpreter on the same lines
 

@@ -5,12 +5,16 @@ them again for every line and knowledge row. Here each rule is prepared once, wh
 its scope and condition become closures (``inline.compile_expr``; knowledge columns and window values are
 read as parameters ``k.col`` and ``w.count``), and what a code means for every rule — the knowledge rows it
 matches on each side of the rule's table, with their parameters, effective dates and rolling lengths — is
-worked out on the code's first appearance and remembered across requests. In a request each line's code is
-looked up once, a line's place in the total order is worked out when a window first needs it, and a current
-line's window is a filter over a short, sorted list of lines followed by the aggregates the rule reads; a
-pair none of whose partners is in the request is passed over at once. Only hits are rendered, by the
-reference's renderer, so messages, evidence, amounts and involved lines (涉及项) are the reference's text;
-insufficient data is rendered (and checked) by the reference itself, which finds the reason.
+worked out on the code's first appearance and remembered across requests. A request is indexed by a kernel
+(engine/kernels/_cross.pyx, or its Python twin cross_twin.py as ``CLAIMAUDIT_KERNELS`` selects): each line's
+time and what its code means, and the pools present; a pool's lines are listed when a rule first asks for
+them. A current line that is a candidate of no rule but pairs none of whose partners is in the request is
+passed over at once (one kernel call); a line's place in the total order is worked out when a window first
+needs it, and a current line's window is a filter over a short, sorted list of lines followed by the
+aggregates the rule reads (the usual ``same k`` window in one function, ``_decide_window``). Only hits are
+rendered: a violation by the rule's compiled render program (inline_cross_render), which gives the
+reference's finding field for field — messages, evidence, amounts and involved lines (涉及项); insufficient
+data is rendered (and checked) by the reference itself, which finds the reason.
 
 Semantics are engine/window.py's: total order (patient, time, encounter, line id); running and ``all``
 windows; history scopes; ``unordered`` pairs flag the later line; undatable lines are insufficient data and
@@ -34,6 +38,8 @@ from claimaudit.dsl.schema import CLAIM_FIELDS
 
 from . import reference as ref
 from .findings import INSUFFICIENT, VIOLATION, Finding
+from .inline_cross_render import CrossRenderer
+from .kernels import cross as cross_kernels
 from .values import Unknown, service_date
 from .window import MAX_INVOLVED, NO_TIME, _rolling_days, group_of, line_time, lookup_points
 
@@ -154,7 +160,7 @@ class LineTests:
 class CompiledCrossRule:
     """A cross-line rule ready to decide on a request."""
 
-    def __init__(self, slot: int, rule: ir.Rule, ruleset, compile_expr, tests: LineTests, pool_id):
+    def __init__(self, slot: int, rule: ir.Rule, ruleset, compile_expr, tests: LineTests, pool_id, reference):
         _refuse_unsupported(rule)
         self.slot, self.rule, self.pool_id = slot, rule, pool_id
         w = self.window = rule.window
@@ -185,7 +191,17 @@ class CompiledCrossRule:
             if w.kind != "window" and rule.scope is None and not self.rolling_reads_line else None
         if self.violation_if_partner is not None:
             self.decide = self._decide_by_partner
+        # the usual window rule: no scope, no 'where', a rolling length known from the row, the condition on the
+        # window of the row's own lines (``same k``)
+        if w.kind == "window" and rule.scope is None and w.where is None and self.condition_reads_window \
+                and not self.rolling_reads_line and self.same == ("point",):
+            self.decide = self._decide_window
         self.points_all = ((self.point(-1), ()),) if lk is None else ()  # without a lookup: every line, once
+        try:  # violations rendered by a compiled program; the reference's renderer where it does not compile
+            self.renderer = CrossRenderer(rule, self.table, reference, ruleset.profile, compile_expr, _as_params,
+                                          self.wkeys)
+        except Exception:  # noqa: BLE001 - any node compile_expr does not take
+            self.renderer = None
 
     # ---- what a code means for this rule (remembered per code) ----
     def plain_pair(self, points) -> bool:
@@ -266,12 +282,63 @@ class CompiledCrossRule:
         group = groups[i]
         if req.times[i] is None or group is None or type(pt.rolling) is Unknown:
             return INSUFFICIENT, None  # the window is unknown
-        if req.pools.keys().isdisjoint(partner_pools):  # no line matches the other side
+        if req.present.isdisjoint(partner_pools):  # no line matches the other side
             found = False
         else:
             me = req.okey[i] or req.place(i)
             found = bool(self._partners(req, i, groups, group, me, pt.rolling, partner_pools, False))
         return (VIOLATION, None) if found is self.violation_if_partner else None
+
+    def _decide_window(self, req: "CrossRequest", i: int, pt: "Point", partner_pools: tuple):
+        """decide() for the usual window rule (see __init__), in one function: the same steps as decide(),
+        window_of() and _members() take for it."""
+        if pt.start or pt.end:
+            return CompiledCrossRule.decide(self, req, i, pt, partner_pools)
+        okey = req.okey
+        me = okey[i] or req.place(i)
+        env = req.env(i)
+        if me is None:
+            window = NO_TIME
+        else:
+            groups = req.groups(self.scope_name)
+            group = groups[i]
+            rolling = pt.rolling
+            if group is None:
+                window = group_of(self.scope_name, req.lines[i])
+            elif type(rolling) is Unknown:
+                window = rolling
+            else:
+                key = (self.slot, group, pt.pool)
+                members = req.windows.get(key)
+                if members is None:
+                    members = req.windows[key] = [m for m in req.pool(pt.pool) if groups[m] == group]
+                if len(members) == 1 and members[0] == i:  # the line alone: in its own window unless 'rolling 0'
+                    if rolling is not None and not 0 < rolling:
+                        members = []
+                elif rolling is None:
+                    if not self.whole:
+                        members = [m for m in members if not okey[m] > me]
+                else:
+                    dord = req.dord
+                    today = dord[i]
+                    if self.whole:
+                        members = [m for m in members if today - dord[m] < rolling]
+                    else:
+                        members = [m for m in members if not okey[m] > me and today - dord[m] < rolling]
+                aggregates = self.aggregates
+                if len(aggregates) == 1:
+                    name, f = aggregates[0]
+                    window = ({name: f(req, i, members)}, members)
+                else:
+                    window = ({k: f(req, i, members) for k, f in aggregates}, members)
+        if type(window) is Unknown:
+            env.row = {**pt.row, **dict.fromkeys(self.wkeys, window)}
+        else:
+            env.row = {**pt.row, **window[0]}
+        c = self.condition_fn(env)
+        if type(c) is Unknown:
+            return INSUFFICIENT, None
+        return (VIOLATION, window) if c else None
 
     def fill(self, env, pt: "Point", window):
         """Put the window values where the compiled condition reads them (``w.<name>`` in the row); the row is
@@ -353,7 +420,7 @@ class CompiledCrossRule:
         okey, dord, today, strict = req.okey, req.dord, req.dord[i], self.strict
         found = []
         for pid in partner_pools:
-            if pid not in req.pools:
+            if pid not in req.present:
                 continue
             for m in req.pool(pid):
                 if m == i or groups[m] != group or (strict and not okey[m] < me) or \
@@ -370,20 +437,30 @@ class CompiledCrossRule:
 
     # ---- rendering a hit ----
     def render(self, req: "CrossRequest", i: int, pt: "Point", partner_pools: tuple, window, reference) -> Finding:
-        """The violation, rendered by the reference's renderer from this window's values and lines."""
+        """The violation from this window's values and lines: by the compiled render program, or the
+        reference's renderer for a rule whose message or amount it does not compile."""
         if self.kind == "pair" or window is None:  # a pair cites every partner; the decision stopped at one
             window = self.window_of(req, i, pt, partner_pools, True)
+        lines = req.lines
+        if self.renderer is not None:  # compiled (inline_cross_render): the reference's finding, field for field
+            if type(window) is Unknown:
+                return self.renderer.violation(req.env(i), pt.index, window, ())
+            values, involved = window
+            if self.kind == "window":  # the latest other lines of the window (by identity, as the reference)
+                line = lines[i]
+                involved = [m for m in involved if lines[m] is not line][-MAX_INVOLVED:]
+            return self.renderer.violation(req.env(i), pt.index, values, tuple([lines[m] for m in involved]))
         table = self.table
-        env = ref.Env(req.lines[i], table.rows[pt.index] if table is not None else None)
+        env = ref.Env(lines[i], table.rows[pt.index] if table is not None else None)
         if type(window) is Unknown:
             env.window = window
         else:
             values, involved = window
             env.window = {k[2:]: v for k, v in values.items()}
-            if self.kind == "window":  # the latest other lines of the window (by identity, as the reference)
-                line = req.lines[i]
-                involved = [m for m in involved if req.lines[m] is not line][-MAX_INVOLVED:]
-            env.involved = tuple(req.lines[m] for m in involved)
+            if self.kind == "window":
+                line = lines[i]
+                involved = [m for m in involved if lines[m] is not line][-MAX_INVOLVED:]
+            env.involved = tuple(lines[m] for m in involved)
         return reference._finding(self.rule, env, (table, pt.index) if table is not None else None, None)
 
 
@@ -478,17 +555,19 @@ _AGGREGATES = {
 class CrossLineRules:
     """Every cross-line rule of a screener: compiled ones, and the reference for the rest (``fallbacks``)."""
 
-    def __init__(self, ruleset, reference, rules: list, compile_expr):
-        """``rules``: the screener's active cross-line rules, in plan order."""
+    def __init__(self, ruleset, reference, rules: list, compile_expr, kernels: str | None = None):
+        """``rules``: the screener's active cross-line rules, in plan order; ``kernels``: 'cython' or 'python'
+        (default: as ``CLAIMAUDIT_KERNELS`` selects)."""
         self.ruleset, self.reference, self.rules = ruleset, reference, list(rules)
         self.tests = LineTests(compile_expr)
-        self._pool_ids: dict = {}
+        self._pool_ids: dict = {}  # (rule slot, side or "value", knowledge row or value) -> pool id
+        self.pool_ids: list = []  # pool id -> the very object that is that id
         self.compiled: list[CompiledCrossRule] = []
         self.fallbacks: list[tuple] = []  # (rule code, why the reference decides it)
         self.by_reference: list[tuple] = []  # (slot, rule)
         for slot, rule in enumerate(self.rules):
             try:
-                c = CompiledCrossRule(slot, rule, ruleset, compile_expr, self.tests, self.pool_id)
+                c = CompiledCrossRule(slot, rule, ruleset, compile_expr, self.tests, self.pool_id, reference)
             except NotCompiled as why:
                 self.fallbacks.append((rule.code, str(why)))
                 self.by_reference.append((slot, rule))
@@ -513,16 +592,29 @@ class CrossLineRules:
             self.scoped.setdefault(field, {}).setdefault(value, []).append(c)
             self.scoped_all.setdefault(field, []).append(c)
         self._codes: dict[str, dict] = {f: {} for f in self.keyed}  # key field -> code -> (pools, candidates)
+        self.key_fields = tuple(self.keyed)
+        self.memos = tuple(self._codes[f] for f in self.key_fields)
+        # one key field and every rule keyed on it: a line whose code has no candidate is decided at once
+        self.quick = len(self.keyed) == 1 and not self.scoped and not self.unscoped and not self.by_reference
+        self.kernels = cross_kernels.backend(kernels)
         self.reference_decisions = 0  # (line, row) decided by the reference: lines sharing a place in the order
 
     def pool_id(self, slot: int, side: str, value) -> int:
-        return self._pool_ids.setdefault((slot, side, value), len(self._pool_ids))
+        """The id of a pool: one int object per pool (``pool_ids[pid]`` is it: the index kernels compare pool
+        ids by identity)."""
+        key = (slot, side, value)
+        got = self._pool_ids.get(key)
+        if got is None:
+            got = self._pool_ids[key] = len(self.pool_ids)
+            self.pool_ids.append(got)
+        return got
 
     def code_facts(self, field: str, code) -> tuple:
         """What a code means, remembered: (pool ids it belongs to, candidates, plain pairs). A candidate is
         (rule, ((Point, partner pools), ...)); plain pairs are the candidates that only ask whether a partner is
-        in scope (no scope, dates or unknown rolling length), kept apart as (their partner pools, scopes,
-        candidates) so that a line none of whose partners is in the request skips them at once."""
+        in scope (no scope, dates or unknown rolling length), kept apart as (their partner pools, the fields
+        their groups are made of, candidates) so that a line none of whose partners is in the request skips
+        them at once."""
         memo = self._codes[field]
         got = memo.get(code)
         if got is None:
@@ -534,7 +626,8 @@ class CrossLineRules:
                     (plain if c.plain_pair(points) else cands).append((c, points))
             if plain:
                 partners = frozenset(pid for _, points in plain for _, pids in points for pid in pids)
-                plain = (partners, tuple({c.scope_name for c, _ in plain}), tuple(plain))
+                needs = tuple(dict.fromkeys(n for c, _ in plain for n in _GROUP_NEEDS[c.scope_name]))
+                plain = (partners, needs, tuple(plain))
             if len(memo) >= _MEMO_LIMIT:
                 memo.clear()
             got = memo[code] = (tuple(pools), tuple(cands), plain or None)
@@ -554,8 +647,10 @@ class CrossRequest:
     worked out when a window first needs it, and each list of lines is sorted when first used."""
 
     def __init__(self, rules: CrossLineRules, lines: list, wanted):
+        if type(lines) is not list:  # the index kernels take a list (the same line objects)
+            lines = list(lines)
         self.rules, self.lines, self.wanted = rules, lines, wanted
-        self._position = None  # id(line) -> index, on first use
+        self._cursor = 0  # where the next current line is looked for (they come in order)
         self._groups: dict = {}  # scope -> line index -> group (None: unknown), each worked out on first use
         self._in_group: dict = {}  # (scope, group) -> line indexes in the reference's order
         self._group_keys: dict = {}  # scope -> each line's group as a comparable key (no time: none)
@@ -565,46 +660,21 @@ class CrossRequest:
         self.windows: dict = {}  # (rule slot, group, pool or value) -> the lines a window takes from
         self._patients = None
         self._reference_ready = False
-        self.pools: dict = {}  # pool id -> line indexes (in the total order once sorted)
-        self.sorted: set = set()  # pools sorted
         self.tied: set = set()  # pools in which two lines share a place in the total order
-        self._order()
-        self._index_codes()
-
-    def _order(self) -> None:
-        """Which lines have a time of service; each line's place in the total order is made when first needed."""
-        n = len(self.lines)
-        self.times = times = [line.get("fee_ocur_time") for line in self.lines]
-        self.untimed = list(compress(range(n), map(is_, times, repeat(None))))
-        self.okey = [None] * n
+        # each line's time of service, what its codes mean (remembered across requests) and the pools present: a
+        # pool is the lines with a time of service whose code matches a knowledge row (or value) on one side of a
+        # table; its lines are listed when a rule first asks for them (``pool``)
+        self.kernels = kernels = rules.kernels
+        self.times, self.facts, self.present = kernels.index_request(lines, rules.key_fields, rules.memos,
+                                                                     rules.code_facts, _NO_FACTS)
+        self.pools: dict = {}  # pool id -> its lines, in the total order
+        self.okey = [None] * len(lines)  # each line's place in the total order, made when first needed
         self.dord = _Days(self.okey)
 
-    def _index_codes(self) -> None:
-        """What each line's code means (remembered across requests, looked up in C with map) and the pools
-        of lines: a pool is the lines whose code matches a knowledge row (or value) on one side of a table."""
-        rules, lines, n = self.rules, self.lines, len(self.lines)
-        self.facts: dict = {}  # key field -> per line: (pool ids, candidates) of its code
-        line_pools = None
-        for field in rules.keyed:
-            codes = [line.get(field) for line in lines]
-            facts = self.facts[field] = list(map(rules._codes[field].get, codes))
-            if None in facts:  # a code not seen before, or no code
-                for k in compress(range(n), map(is_, facts, repeat(None))):
-                    facts[k] = _NO_FACTS if codes[k] is None else rules.code_facts(field, codes[k])
-            pools = list(map(_FIRST, facts))
-            line_pools = pools if line_pools is None else list(map(add, line_pools, pools))
-        if line_pools is None:
-            return
-        for k in self.untimed:
-            line_pools[k] = ()  # a line without a time of service is in no window (window.LineSet)
-        pools = self.pools
-        for k, pids in enumerate(line_pools):
-            for pid in pids:
-                got = pools.get(pid)
-                if got is None:
-                    pools[pid] = [k]
-                else:
-                    got.append(k)
+    @property
+    def untimed(self) -> list:
+        """Lines without a time of service (in no window: window.LineSet)."""
+        return list(compress(range(len(self.lines)), map(is_, self.times, repeat(None))))
 
     def place(self, i: int):
         """Line ``i``'s place in the total order (window.order_key), or None without a time of service."""
@@ -619,12 +689,13 @@ class CrossRequest:
         return k
 
     def pool(self, pid) -> list:
-        """Lines whose code matches a knowledge row (or value) on one side, in the total order."""
+        """Lines whose code matches a knowledge row (or value) on one side, in the total order (listed and sorted
+        when first asked for)."""
         members = self.pools.get(pid)
         if members is None:
-            return ()
-        if pid not in self.sorted:
-            self.sorted.add(pid)
+            if pid not in self.present:
+                return ()
+            members = self.pools[pid] = self.kernels.pool_members(self.facts, self.times, self.rules.pool_ids[pid])
             if self._sort(members):
                 self.tied.add(pid)
         if pid in self.tied:
@@ -710,23 +781,27 @@ class CrossRequest:
     # ---- screening one current line ----
     def screen(self, line: dict) -> list[Finding]:
         """Findings of every cross-line rule on one current line, in rule order."""
-        return [f for hit in self.decisions(line) for f in self.render(hit)]
+        hits = self.decisions(line)
+        return [f for hit in hits for f in self.render(hit)] if hits else []
 
-    def decisions(self, line: dict) -> list:
+    def decisions(self, line: dict, i: int | None = None) -> list:
         """What every cross-line rule decides on one current line, in rule order, before rendering: hits
         (slot, rule, line index, Point or None, partner pools, outcome, window); where the reference decided (a
         rule not compiled), its findings as (slot, findings)."""
-        i = self._index_of(line)
-        hits = []
+        if i is None:
+            i = self._index_of(line)
         rules, wanted = self.rules, self.wanted
-        for field, keyed in rules.keyed_items:
+        if rules.quick and self.kernels.passed_over(self.facts[0], self.times, self.present, line, i, _NO_FACTS):
+            return []  # one key field, every rule keyed on it: most lines are decided by their code alone
+        hits = []
+        for f, (field, keyed) in enumerate(rules.keyed_items):
             code = line.get(field)
             if code is None:  # the lookup key itself is unknown: insufficient data for every such rule
                 hits.extend((c.slot, c, i, None, (), INSUFFICIENT, None) for c in keyed
                             if wanted is None or c.rule.code in wanted)
                 continue
-            facts = self.facts[field][i]
-            if facts[2] is not None and not self._alone(i, facts[2]):
+            facts = self.facts[f][i]
+            if facts[2] is not None and not self._alone(i, line, facts[2]):
                 for c, points in facts[2][2]:
                     if wanted is None or c.rule.code in wanted:
                         self._decide(c, i, points, hits)
@@ -749,21 +824,24 @@ class CrossRequest:
             hits.sort(key=_slot)
         return hits
 
-    def _alone(self, i: int, plain: tuple) -> bool:
+    def _alone(self, i: int, line: dict, plain: tuple) -> bool:
         """No line of the request matches the other side of any plain pair of line ``i``, whose window is known
-        (a time of service, a group): those pairs flag nothing."""
-        partners, scopes, _ = plain
-        if self.times[i] is None or not self.pools.keys().isdisjoint(partners):
+        (a time of service, a group: the fields that make the pairs' groups are there): those pairs flag
+        nothing."""
+        partners, needs, _ = plain
+        if self.times[i] is None or not self.present.isdisjoint(partners):
             return False
-        for scope in scopes:
-            if self.groups(scope)[i] is None:
+        for name in needs:
+            if line.get(name) is None:
                 return False
         return True
 
     def _index_of(self, line: dict) -> int:
-        if self._position is None:
-            self._position = dict(zip(map(id, self.lines), range(len(self.lines))))
-        return self._position[id(line)]
+        i = self.kernels.position(self.lines, line, self._cursor)
+        if i < 0:
+            raise KeyError("the line is not one of the request's lines")
+        self._cursor = i + 1
+        return i
 
     def _decide(self, c: CompiledCrossRule, i: int, points, hits: list) -> None:
         for pt, partner_pools in points:
@@ -835,6 +913,12 @@ def _group_keys(scope: str, lines: list, groups) -> list:
     a, b = fields
     return [(line.get(a), line.get(b)) for line in lines]
 
+
+# the fields a line's group is made of, per scope: the group is unknown (None) exactly when one is missing
+_GROUP_NEEDS = {"encounter": ("mdtrt_id",), "prescription": ("mdtrt_id", "rxno"), "patient": ("psn_no",),
+                "institution": ("psn_no", "fixmedins_code"), "day": ("psn_no", "fee_ocur_time"),
+                "month": ("psn_no", "fee_ocur_time"), "quarter": ("psn_no", "fee_ocur_time"),
+                "year": ("psn_no", "fee_ocur_time"), "insurance_year": ("psn_no", "fee_ocur_time")}
 
 _GROUP_FIELDS = {"encounter": ("mdtrt_id",), "prescription": ("mdtrt_id", "rxno"), "patient": ("psn_no",),
                  "institution": ("psn_no", "fixmedins_code")}

@@ -497,3 +497,127 @@ def test_random_requests_through_the_screener_agree(history_plan):
         want = sorted(f.key() for f in ReferenceEngine(history_plan.ruleset).run(
             lines, current=lambda l: l["feedetl_sn"] in current))
         assert sorted(f.key() for f in screener.screen_lines(lines, current)) == want
+
+
+# ---- the fast paths: compiled rendering, lines decided by their code, the usual window in one step ----------
+
+
+def test_violations_are_rendered_by_the_compiled_renderer_with_profile_marks(monkeypatch):
+    """Every rule of the history pack has a compiled renderer; with the city's profile (shadowed rules,
+    exemptions) its findings are the reference's in every field, and the reference renders no violation."""
+    rs = load_ruleset(ROOT / "rulesets" / "demo_history", profile=ROOT / "rulesets" / "demo_history" / "profiles" /
+                      "示例市.toml")
+    assert rs.ok, rs.render_diagnostics()
+    screener = Screener(build_plan(rs), stages=None)
+    assert all(c.renderer is not None for c in screener.cross.compiled)
+    cases = [example_lines(ex) for rule in rs.rules for ex in rule.examples]
+    wants = [in_order(reference_findings(screener, lines)) for lines in cases]
+    rendered = screener.reference._finding
+
+    def insufficient_only(rule, env, point, unknown):
+        assert unknown is not None, "a violation was rendered by the reference"
+        return rendered(rule, env, point, unknown)
+    monkeypatch.setattr(screener.reference, "_finding", insufficient_only)
+    marked = 0
+    for lines, want in zip(cases, wants):
+        got = in_order(compiled_findings(screener, lines))
+        assert got == want
+        marked += sum(1 for f in got if f.outcome == VIOLATION and (f.shadow or f.exemption))
+    assert marked > 0  # the profile's marks were applied to compiled violations
+
+
+def test_a_compiled_finding_has_every_field_of_a_finding(extra_plan):
+    from claimaudit.engine.findings import FINDING_FIELDS
+    screener = Screener(extra_plan, stages=None)
+    lines = [_line("L1", "XA01AAA0001", 0), _line("L2", "XA01AAA0001", 10), _line("L3", "XA01AAA0001", 29)]
+    found = [f for f in compiled_findings(screener, lines) if f.outcome == VIOLATION]
+    assert found and all(sorted(f.__dict__) == sorted(FINDING_FIELDS) for f in found)
+    days = {line["feedetl_sn"]: line["fee_ocur_time"].date().isoformat() for line in lines}
+    assert {f.service_date for f in found} >= {"2025-01-30"} and all(f.service_date == days[f.line_id] for f in found)
+    assert_same_findings(screener, lines)
+    dated = [dict(line, fee_ocur_time=line["fee_ocur_time"].date()) for line in lines]  # a date, not a datetime
+    assert {f.service_date for f in assert_same_findings(screener, dated) if f.outcome == VIOLATION} >= {"2025-01-30"}
+
+
+def test_a_line_whose_code_decides_nothing_is_passed_over_at_once(extra_plan, monkeypatch):
+    """A line with no window candidate whose pairs have no partner in the request is decided by its code: no
+    rule is asked; with a partner in the request (or its group unknown) the pair decides."""
+    from claimaudit.engine.inline import compile_expr
+    screener = Screener(extra_plan, stages=None)
+    assert not screener.cross.quick  # a rule decided by the reference: every line goes the general way
+    wanted = {"T_DDI", "T_DUP"}
+    pairs = inline_cross.CrossLineRules(extra_plan.ruleset, screener.reference,
+                                        [r for r in screener.cross.rules if r.code in wanted], compile_expr)
+    assert pairs.quick
+    asked = []
+    decide = inline_cross.CrossRequest._decide
+    monkeypatch.setattr(inline_cross.CrossRequest, "_decide",
+                        lambda self, c, i, points, hits: (asked.append(c.rule.code), decide(self, c, i, points, hits)))
+    alone = [_line("L1", "XB01AAA0001", 0)]  # D1's partner side; no XA01 line anywhere
+    req = pairs.request(alone, None)
+    facts = req.facts[0][0]
+    assert facts[2] is not None and {c.rule.code for c, _ in facts[2][2]} == {"T_DDI"}  # a plain pair
+    assert req.screen(alone[0]) == [] and asked == []
+    with_partner = [_line("L0", "XA01AAA0001", 0, 8), _line("L1", "XB01AAA0001", 0)]
+    assert [f.rule_code for f in pairs.request(with_partner, None).screen(with_partner[1])] == ["T_DDI"]
+    assert asked == ["T_DDI"]
+    asked.clear()
+    unknown_group = [_line("L1", "XB01AAA0001", 0, psn=None)]  # no patient: the day's group is unknown
+    found = pairs.request(unknown_group, None).screen(unknown_group[0])  # D1 and D3 (XB01 on both sides)
+    assert {(f.knowledge.point_id, f.outcome) for f in found} == {("D1", INSUFFICIENT), ("D3", INSUFFICIENT)}
+    assert asked == ["T_DDI"]
+    no_patient = [_line("L0", "XA01AAA0001", 0, 8), _line("L1", "XB01AAA0001", 3, psn=None)]
+    assert_same_findings(screener, no_patient)
+    assert_same_findings(screener, alone)
+
+
+def test_a_request_given_as_a_tuple_of_lines(extra_plan):
+    screener = Screener(extra_plan, stages=None)
+    lines = [_line("H1", "XA01AAA0001", 0), _line("H2", "XA01AAA0001", 1), _line("C1", "XA01AAA0001", 2)]
+    req = screener.cross.request(tuple(lines), None)
+    got = in_order(f for line in lines for f in req.screen(line))
+    assert got == in_order(reference_findings(screener, lines)) and got
+
+
+def test_group_needs_match_the_groups():
+    """A line's group is unknown exactly when one of the fields its scope needs is missing."""
+    assert set(inline_cross._GROUP_NEEDS) == set(inline_cross._GROUP_OF)
+    fields = ("psn_no", "mdtrt_id", "rxno", "fixmedins_code", "fee_ocur_time")
+    for scope, group_of in inline_cross._GROUP_OF.items():
+        for mask in range(1 << len(fields)):
+            line = {f: (None if mask >> k & 1 else (dt.datetime(2025, 3, 1, 9) if f == "fee_ocur_time" else "v"))
+                    for k, f in enumerate(fields)}
+            missing = any(line[f] is None for f in inline_cross._GROUP_NEEDS[scope])
+            assert (group_of(line) is None) == missing, (scope, line)
+
+
+def test_the_usual_window_in_one_step_decides_as_the_general_path(extra_plan):
+    """``_decide_window`` (the usual ``same k`` window rule) gives the general decide()'s outcome and window on
+    benchmark-style requests and on lines without time or patient."""
+    sys.path.insert(0, str(ROOT))
+    from benches.bench_inline_history import knowledge_codes, request_lines
+    screener = Screener(extra_plan, stages=None)
+    fused = {c.rule.code for c in screener.cross.compiled if c.decide.__func__ is
+             inline_cross.CompiledCrossRule._decide_window}
+    assert {"T_CYCLE", "T_COURSE"} <= fused
+    rng = random.Random(7)
+    codes = knowledge_codes(extra_plan.ruleset)
+    items = [request_lines(rng, codes, 40, 10, i) for i in range(30)]
+    items.append(([_line("L1", "XA01AAA0001", None), _line("L2", "XA01AAA0001", 1, psn=None),
+                   _line("L3", "XA01AAA0001", 1), _line("L4", "XA01AAA0001", 2)], {"L1", "L2", "L3", "L4"}))
+    compared = set()
+    for lines, current in items:
+        fast, general = screener.cross.request(lines, None), screener.cross.request(lines, None)
+        for i, line in enumerate(lines):
+            if line["feedetl_sn"] not in current:
+                continue
+            for f in range(len(screener.cross.key_fields)):
+                for c, points in fast.facts[f][i][1]:
+                    if c.rule.code not in fused:
+                        continue
+                    for pt, partners in points:
+                        a = c.decide(fast, i, pt, partners)
+                        b = inline_cross.CompiledCrossRule.decide(c, general, i, pt, partners)
+                        assert a == b, (c.rule.code, line["feedetl_sn"])
+                        compared.add((c.rule.code, None if a is None else a[0]))
+    assert {("T_CYCLE", VIOLATION), ("T_COURSE", VIOLATION), ("T_CYCLE", None), ("T_CYCLE", INSUFFICIENT)} <= compared
