@@ -157,6 +157,7 @@ class BatchEngine:
         self.fused_fallbacks: list = []  # (family id, reason) evaluated by numpy because the VM cannot
         self._renderers = None  # compiled render programs of line-level rules (inline_render), made on demand
         self.compile_renderers_at = 16  # hits of a rule from which its findings are rendered by such a program
+        self._cross_inline = None  # the cross-line rules compiled as the inline screener compiles them
 
     def _prepare(self, fam: Family):
         rule_idx = np.array(fam.rule_index, np.int32)
@@ -409,24 +410,69 @@ class BatchEngine:
         rows = typed_records(lines.table.select(names).take(pa.array(line_rows, pa.int64())), fields)
         by_line = dict(zip(line_rows.tolist(), rows))
         cross = {r.rule_index for r in self.cross_rules}
+        rendered: dict = {}  # hit -> its finding, rendered with the other hits of its patient
         if cross and self._cross is not None and np.isin(hits.rule, list(cross)).any():
-            by_line.update(self._cross_line_dicts(hits, cross))
+            relevant = self._cross_line_dicts(hits, cross)
+            by_line.update(relevant)
+            if len(hits) >= self.compile_renderers_at:
+                rendered = self._cross_findings(hits, cross, relevant)
         compiled = self._compiled_renderers(hits, cross)
         derived: dict = {}  # line -> its derived values, shared by the findings on that line
         out = []
         rules = self.ruleset.rules
-        for line_row, rule_index, point, code in zip(hits.line.tolist(), hits.rule.tolist(), hits.point.tolist(),
-                                                    hits.outcome.tolist()):
+        for j, (line_row, rule_index, point, code) in enumerate(zip(hits.line.tolist(), hits.rule.tolist(),
+                                                                    hits.point.tolist(), hits.outcome.tolist())):
             outcome = VIOLATION if code == OUTCOME_VIOLATION else INSUFFICIENT
             line = by_line[line_row]
             renderer = compiled.get(rule_index)
-            if renderer is None:
+            if j in rendered:
+                out.append(rendered[j])
+            elif renderer is None:
                 out.append(self.reference.render_hit(rules[rule_index], line, point, outcome))
             else:
                 lv = derived.get(line_row)
                 if lv is None:
                     lv = derived[line_row] = {}
                 out.append(renderer.render(line, lv, point, outcome))
+        return out
+
+    def _cross_findings(self, hits: Hits, cross: set, relevant: dict) -> dict:
+        """Findings of cross-line hits from the compiled cross-line rules (inline_cross), one patient at a
+        time over the lines the reference would render them from (``relevant``): each patient's lines are
+        one screening request, and each hit takes the finding with its id and outcome. A hit without one
+        (none is expected: inline and reference agree on the same lines) is left to the reference."""
+        from .findings import finding_id
+        if self._cross_inline is None:
+            from .inline import compile_expr
+            from .inline_cross import CrossLineRules
+            rules = [self.ruleset.rules[r.rule_index] for r in self.cross_rules]
+            self._cross_inline = CrossLineRules(self.ruleset, self.reference, rules, compile_expr, self.kernel_name)
+        by_patient: dict = {}
+        for line in relevant.values():
+            by_patient.setdefault(line.get("psn_no"), []).append(line)
+        wanted: dict = {}  # patient -> {(finding id, outcome): hit}
+        rules, tables = self.ruleset.rules, self.ruleset.tables
+        mine = np.flatnonzero(np.isin(hits.rule, list(cross)))
+        for j, row, r, point, code in zip(mine.tolist(), hits.line[mine].tolist(), hits.rule[mine].tolist(),
+                                          hits.point[mine].tolist(), hits.outcome[mine].tolist()):
+            line, rule = relevant.get(row), rules[r]
+            if line is None or line.get("psn_no") is None:
+                continue
+            table = tables[rule.lookup.table] if rule.lookup else None
+            if table is not None and point < 0:
+                continue
+            at = f"{table.name}:{table.row_numbers[point]}" if table is not None else "-"
+            fid = finding_id(rule.code, at, str(line.get("feedetl_sn")), line.get("mdtrt_id"))
+            outcome = VIOLATION if code == OUTCOME_VIOLATION else INSUFFICIENT
+            wanted.setdefault(line["psn_no"], {})[(fid, outcome)] = (j, line)
+        out = {}
+        for patient, hit_keys in wanted.items():
+            request = self._cross_inline.request(by_patient[patient], None)
+            for line in {id(line): line for _, line in hit_keys.values()}.values():
+                for f in request.screen(line):
+                    got = hit_keys.get((f.finding_id, f.outcome))
+                    if got is not None:
+                        out[got[0]] = f
         return out
 
     def _compiled_renderers(self, hits: Hits, cross: set) -> dict:

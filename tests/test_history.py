@@ -399,3 +399,22 @@ def test_chunked_readers_equal_arrow_take(data):
     assert all(rank_of[t] == r for t, r in zip(trimmed, ranks.tolist()) if t is not None)  # one rank per text
     by_text = [rank_of[t] for t in sorted(rank_of)]
     assert by_text == sorted(by_text) and len(set(by_text)) == len(by_text) and count >= len(by_text)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_renders_cross_line_hits_per_patient_as_the_reference_does(plan, backend):
+    """Cross-line hits rendered per patient by the compiled cross-line rules (BatchEngine._cross_findings)
+    give, in every field of the written record, the findings the reference renders for the same hits."""
+    lines = history_lines(random.Random(17), 600, n_patients=15)
+    engine = BatchEngine(plan, kernels=backend)
+    hits, cols = engine.run_table(pa.Table.from_pylist(lines, schema=SCHEMA))
+    engine.compile_renderers_at = 1
+    cross = {r.rule_index for r in engine.cross_rules}
+    relevant = engine._cross_line_dicts(hits, cross)
+    by_patient = engine._cross_findings(hits, cross, relevant)
+    assert len(by_patient) >= 0.9 * int(np.isin(hits.rule, list(cross)).sum()) > 50
+    compiled = [f.to_record() for f in engine.findings(hits, cols)]
+    engine.compile_renderers_at = len(hits) + 1  # the reference renders every hit
+    assert compiled == [f.to_record() for f in engine.findings(hits, cols)]
+    assert {r["outcome"] for r in compiled} == {VIOLATION, INSUFFICIENT}
+    assert any(len(r["involved_lines"]) > 60 for r in compiled)  # involved lines are compared too
