@@ -277,7 +277,7 @@ def test_every_cross_line_rule_of_the_history_pack_is_compiled(history_plan):
     screener = Screener(history_plan, stages=None)
     cross = {r.code for r in history_plan.ruleset.rules if r.window is not None}
     assert screener.cross.fallbacks == []
-    assert {c.rule.code for c in screener.cross.compiled} == cross and len(cross) == 16
+    assert {c.rule.code for c in screener.cross.compiled} == cross and len(cross) == 18
 
 
 def test_benchmark_style_rules_are_compiled_and_an_expression_key_falls_back(extra_plan):
