@@ -151,49 +151,12 @@ def _message_parts(rule: ir.Rule, compile_expr, as_params) -> list:
     return out
 
 
-_OP_TEXT = {"*": "×", "/": "/", "+": "+", "-": "−"}
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
-
-
 def _values_text(expr, compile_expr, as_params):
     """``env -> reference.expr_text(expr, env)``: the structure is fixed, only the leaves' values vary."""
-    parts: list = []
-
-    def text(e):
-        if isinstance(e, ir.Const):
-            parts.append(format_value(e.value))
-        elif isinstance(e, (ir.Field, ir.KnowledgeField, ir.WindowValue)):
-            fn = compile_expr(as_params(e))
-            parts.append(lambda env, fn=fn: format_fast(fn(env)))
-        elif isinstance(e, ir.Call):
-            parts.append(f"{e.func}(")
-            for j, a in enumerate(e.args):
-                if j:
-                    parts.append(", ")
-                text(a)
-            parts.append(")")
-        elif e.op == "neg":
-            parts.append("−")
-            text(e.args[0])
-        elif e.op in _OP_TEXT:
-            for j, side in enumerate(e.args):
-                if j:
-                    parts.append(f" {_OP_TEXT[e.op]} ")
-                wrap = isinstance(side, ir.Op) and side.op in _PRECEDENCE and _PRECEDENCE[side.op] < _PRECEDENCE[e.op]
-                if wrap:
-                    parts.append("(")
-                text(side)
-                if wrap:
-                    parts.append(")")
-        else:
-            parts.append(e.op)
-    text(expr)
-    merged: list = []  # adjacent literal texts joined
-    for p in parts:
-        if type(p) is str and merged and type(merged[-1]) is str:
-            merged[-1] += p
-        else:
-            merged.append(p)
+    def leaf(e):
+        fn = compile_expr(as_params(e))
+        return lambda env: format_fast(fn(env))
+    merged = ref.expr_text_parts(expr, leaf)
     if all(type(p) is str for p in merged):
         constant = "".join(merged)
         return lambda env: constant

@@ -238,6 +238,46 @@ def expr_text(expr, env: Env | None = None, binding: str = "k") -> str:
     return expr.op
 
 
+def expr_text_parts(expr, leaf) -> list:
+    """``expr_text(expr, env)`` as its fixed texts and, for each value it shows (a field, knowledge column or
+    window value), ``leaf(node)``, in order, adjacent texts joined: compiled renderers fill in the values."""
+    parts: list = []
+
+    def text(e):
+        if isinstance(e, ir.Const):
+            parts.append(format_value(e.value))
+        elif isinstance(e, (ir.Field, ir.KnowledgeField, ir.WindowValue)):
+            parts.append(leaf(e))
+        elif isinstance(e, ir.Call):
+            parts.append(f"{e.func}(")
+            for j, a in enumerate(e.args):
+                if j:
+                    parts.append(", ")
+                text(a)
+            parts.append(")")
+        elif e.op == "neg":
+            parts.append("−")
+            text(e.args[0])
+        elif e.op in _OP_TEXT:
+            for j, side in enumerate(e.args):
+                if j:
+                    parts.append(f" {_OP_TEXT[e.op]} ")
+                wrap = isinstance(side, ir.Op) and side.op in _PRECEDENCE and _PRECEDENCE[side.op] < _PRECEDENCE[e.op]
+                parts.extend(("(",) if wrap else ())
+                text(side)
+                parts.extend((")",) if wrap else ())
+        else:
+            parts.append(e.op)
+    text(expr)
+    merged: list = []
+    for p in parts:
+        if type(p) is str and merged and type(merged[len(merged) - 1]) is str:
+            merged[len(merged) - 1] += p
+        else:
+            merged.append(p)
+    return merged
+
+
 class RuleFacts:
     """What rendering a finding needs about a rule, worked out once per rule."""
 

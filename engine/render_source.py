@@ -27,26 +27,23 @@ class SourceProgram:
         self.point_outcome = _point_function(rule)
         self.insufficient_prefix = f"数据不足，无法判断【{rule.name}】："
 
-    def violation(self, line: dict, lv: dict, p: PointFacts):
+    def _amount_formula(self, line: dict, lv: dict, p: PointFacts) -> tuple:
+        """(amount, how it was computed), as the reference explains it."""
         value, values_text = self.amount(line, lv, p.row)
         names = self.facts.amount_names
         if type(value) is Unknown:
-            amount, formula = None, f"{names}: cannot compute ({value.reason})"
-        else:
-            amount = round_money(float(value))
-            formula = f"{names} = {values_text} = {amount:.2f}" if names != values_text else f"{names} = {amount:.2f}"
+            return None, f"{names}: cannot compute ({value.reason})"
+        amount = round_money(float(value))
+        return amount, (f"{names} = {values_text} = {amount:.2f}" if names != values_text else f"{names} = {amount:.2f}")
+
+    def violation(self, line: dict, lv: dict, p: PointFacts):
+        amount, formula = self._amount_formula(line, lv, p)
         message = self.message(line, lv, p.row, format_money(amount), p.text, p.source)
         return self._finding(line, lv, p, VIOLATION, message, amount, formula, None)
 
     def result(self, line: dict, lv: dict, p: PointFacts) -> dict:
         """The violation's 3101 ``result[]`` entry, as findings.to_3101_result shows its finding."""
-        value, values_text = self.amount(line, lv, p.row)
-        names = self.facts.amount_names
-        if type(value) is Unknown:
-            amount, formula = None, f"{names}: cannot compute ({value.reason})"
-        else:
-            amount = round_money(float(value))
-            formula = f"{names} = {values_text} = {amount:.2f}" if names != values_text else f"{names} = {amount:.2f}"
+        amount, formula = self._amount_formula(line, lv, p)
         rule = self.rule
         line_id = str(line.get("feedetl_sn"))
         parts = [f"{k}={v}" for k, v in self.evidence(line, lv)]

@@ -1233,32 +1233,27 @@ cdef class RenderProgram:
         c.krow = point.row
         return c
 
-    def violation(self, dict line, dict lv, point):
-        cdef Ctx c = self._context(line, lv, point)
+    cdef tuple _amount_formula(self, Ctx c):
+        """(amount, how it was computed), as the reference explains it."""
         value = self.amount.eval(c)
         names = self.amount_names
         if unknown(value):
-            amount, formula = None, f"{names}: cannot compute ({value.reason})"
-        else:
-            amount = _money(value)
-            text = _join(self.amount_text, c)
-            shown = _dtoa(amount, b"f", 2)  # f"{amount:.2f}"
-            formula = f"{names} = {text} = {shown}" if names != text else f"{names} = {shown}"
+            return None, f"{names}: cannot compute ({value.reason})"
+        amount = _money(value)
+        text = _join(self.amount_text, c)
+        shown = _dtoa(amount, b"f", 2)  # f"{amount:.2f}"
+        return amount, (f"{names} = {text} = {shown}" if names != text else f"{names} = {shown}")
+
+    def violation(self, dict line, dict lv, point):
+        cdef Ctx c = self._context(line, lv, point)
+        amount, formula = self._amount_formula(c)
         return self._finding(c, point, VIOLATION, self._message(c, amount, point), amount, formula, None)
 
     def result(self, dict line, dict lv, point):
         """The violation's 3101 ``result[]`` entry, as findings.to_3101_result shows its finding (no Finding
         made: only what the entry shows is worked out)."""
         cdef Ctx c = self._context(line, lv, point)
-        value = self.amount.eval(c)
-        names = self.amount_names
-        if unknown(value):
-            amount, formula = None, f"{names}: cannot compute ({value.reason})"
-        else:
-            amount = _money(value)
-            text = _join(self.amount_text, c)
-            shown = _dtoa(amount, b"f", 2)  # f"{amount:.2f}"
-            formula = f"{names} = {text} = {shown}" if names != text else f"{names} = {shown}"
+        amount, formula = self._amount_formula(c)
         message = self._message(c, amount, point)
         line_id = str(line.get("feedetl_sn"))
         parts = []
@@ -1347,44 +1342,10 @@ cdef class RenderProgram:
             "profile": None, "shadow": False, "exemption": None})
 
 
-_OP_TEXT = {"*": "×", "/": "/", "+": "+", "-": "−"}
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
-
-
 def _values_parts(expr, node):
     """reference.expr_text(expr, env) as literal text and the leaves' nodes, in order."""
-    from claimaudit.dsl import ir
-    parts = []
-
-    def text(e):
-        if isinstance(e, ir.Const):
-            parts.append(format_value(e.value))
-        elif isinstance(e, (ir.Field, ir.KnowledgeField)):
-            parts.append(node(e))
-        elif isinstance(e, ir.Call):
-            parts.append(f"{e.func}(")
-            for j, a in enumerate(e.args):
-                if j:
-                    parts.append(", ")
-                text(a)
-            parts.append(")")
-        elif e.op == "neg":
-            parts.append("−")
-            text(e.args[0])
-        elif e.op in _OP_TEXT:
-            for j, side in enumerate(e.args):
-                if j:
-                    parts.append(f" {_OP_TEXT[e.op]} ")
-                wrap = isinstance(side, ir.Op) and side.op in _PRECEDENCE and _PRECEDENCE[side.op] < _PRECEDENCE[e.op]
-                if wrap:
-                    parts.append("(")
-                text(side)
-                if wrap:
-                    parts.append(")")
-        else:
-            parts.append(e.op)
-    text(expr)
-    return tuple(_merged(parts))
+    from claimaudit.engine.reference import expr_text_parts
+    return tuple(expr_text_parts(expr, node))
 
 
 def _merged(parts):
