@@ -1,6 +1,6 @@
 """A local profile's marks on a finding: the profile in force, shadow mode, and the exemption whose
-scope covers it. Every executor renders findings through the reference, which applies this, so
-executors agree on profiles by construction."""
+scope covers it. The reference and every compiled renderer apply this one function to the findings
+they make, so executors agree on profiles (tests/test_profiles.py checks it)."""
 from __future__ import annotations
 
 import datetime as dt
