@@ -51,9 +51,12 @@ def net_table(table: pa.Table) -> tuple[pa.Table, np.ndarray, list[ExcludedRow]]
         for i in np.flatnonzero(invalid):
             excluded[int(i)] = ("vali_flag", "vali_flag = 0: an invalid (voided) line, not audited")
         keep &= ~invalid
-    if "init_feedetl_sn" in names and _refund_rows(table, keep).any():
-        netted = _net_refunds_columnar(table, keep, excluded)
-        table = netted if netted is not None else _net_refunds(table, _text(table, "feedetl_sn"), keep, excluded)
+    if "init_feedetl_sn" in names:
+        sn, orig = _trimmed(table.column("feedetl_sn")), _trimmed(table.column("init_feedetl_sn"))
+        refunds = _refund_rows(sn, orig, keep)
+        if refunds.any():
+            netted = _net_refunds_columnar(table, keep, excluded, sn, orig, refunds)
+            table = netted if netted is not None else _net_refunds(table, _text(table, "feedetl_sn"), keep, excluded)
     order = np.array(sorted(excluded), np.int64)
     ids = _arrow_text(table, "feedetl_sn", order)
     out = [ExcludedRow(int(i) + 1, excluded[int(i)][0], excluded[int(i)][1], ids[j]) for j, i in enumerate(order)]
@@ -62,20 +65,21 @@ def net_table(table: pa.Table) -> tuple[pa.Table, np.ndarray, list[ExcludedRow]]
     return table.take(pa.array(np.flatnonzero(keep))), rows[keep], out  # (take: faster than filter here)
 
 
-def _net_refunds_columnar(table: pa.Table, keep: np.ndarray, excluded: dict) -> pa.Table | None:
-    """``_net_refunds`` a column at a time, for numeric netted columns (Parquet). None where the
+def _net_refunds_columnar(table: pa.Table, keep: np.ndarray, excluded: dict, sn, orig,
+                          refund_rows: np.ndarray) -> pa.Table | None:
+    """``_net_refunds`` a column at a time, for numeric netted columns (Parquet), given the line ids and the
+    ids they refund as ``_trimmed`` reads them and the refund lines (``_refund_rows``). None where the
     value-by-value path is needed: a netted column held as text (CSV: a cell may not read), or a refund
     that is itself refunded (the order of nettings then matters)."""
     netted = [c for c in NETTED if c in table.column_names]
     if not all(_is_number(table.column(c).type) for c in netted):
         return None
-    refunds = np.flatnonzero(_refund_rows(table, keep))
+    refunds = np.flatnonzero(refund_rows)
     if not len(refunds):
         return table
-    sn = _trimmed(table.column("feedetl_sn"))
     # the line each refund names: the last kept line with that id (as a dict built in row order keeps it)
     holders = np.flatnonzero(keep & _mask(pc.is_valid(sn)))[::-1]
-    orig = _trimmed(table.column("init_feedetl_sn")).take(pa.array(refunds))
+    orig = orig.take(pa.array(refunds))
     found = pc.index_in(orig, value_set=sn.take(pa.array(holders)).combine_chunks())
     named = _mask(pc.is_valid(found))
     target = np.full(len(refunds), -1, np.int64)
@@ -150,9 +154,9 @@ def _arrow_text(table: pa.Table, name: str, rows: np.ndarray) -> list:
     return _trimmed(table.column(name).take(pa.array(rows, pa.int64()))).to_pylist()
 
 
-def _refund_rows(table: pa.Table, keep: np.ndarray) -> np.ndarray:
-    """Kept lines that name an original line other than themselves (the same test as _net_refunds)."""
-    orig, sn = _trimmed(table.column("init_feedetl_sn")), _trimmed(table.column("feedetl_sn"))
+def _refund_rows(sn, orig, keep: np.ndarray) -> np.ndarray:
+    """Kept lines that name an original line other than themselves (the same test as _net_refunds), from
+    the line ids and the ids they refund as ``_trimmed`` reads them."""
     other = pc.or_kleene(pc.not_equal(orig, sn), pc.is_null(sn)).fill_null(True)
     return _mask(pc.and_(pc.is_valid(orig), other)) & keep
 

@@ -106,7 +106,8 @@ def test_columnar_netting_equals_the_value_by_value_netting(data):
                                                                          min_size=n, max_size=n)), pa.int64())})
     keep = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
     keep_a, keep_b, aside_a, aside_b = keep.copy(), keep.copy(), {}, {}
-    columnar = netting._net_refunds_columnar(table, keep_a, aside_a)
+    sn, orig = netting._trimmed(table.column("feedetl_sn")), netting._trimmed(table.column("init_feedetl_sn"))
+    columnar = netting._net_refunds_columnar(table, keep_a, aside_a, sn, orig, netting._refund_rows(sn, orig, keep))
     by_value = netting._net_refunds(table, netting._text(table, "feedetl_sn"), keep_b, aside_b)
     if columnar is None:  # declined: some refund is itself refunded
         return
