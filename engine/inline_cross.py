@@ -11,7 +11,11 @@ time and what its code means, and the pools present; a pool's lines are listed w
 them. A current line that is a candidate of no rule but pairs none of whose partners is in the request is
 passed over at once (one kernel call); a line's place in the total order is worked out when a window first
 needs it, and a current line's window is a filter over a short, sorted list of lines followed by the
-aggregates the rule reads (the usual ``same k`` window in one function, ``_decide_window``). Only hits are
+aggregates the rule reads (the usual ``same k`` window in one function, ``_decide_window``). The usual shapes —
+plain pairs, and windows over a knowledge row's or a group's lines whose condition compares one window value
+with a number or a knowledge column — are decided by a kernel (engine/kernels/_crossdecide.pyx, twin
+crossdecide_twin.py) over C time keys, which leaves anything outside the plain case to the path above
+(``CompiledCrossRule.kernel_shape``, ``Point.fast``); it also lists a pair's partners for rendering. Only hits are
 rendered: a violation by the rule's compiled render program (inline_cross_render), which gives the
 reference's finding field for field — messages, evidence, amounts and involved lines (涉及项); insufficient
 data is rendered (and checked) by the reference itself, which finds the reason.
@@ -40,6 +44,8 @@ from . import reference as ref
 from .findings import INSUFFICIENT, VIOLATION, Finding
 from .inline_cross_render import CrossRenderer
 from .kernels import cross as cross_kernels
+from .kernels import crossdecide
+from .kernels.crossdecide_twin import AGGREGATES as KERNEL_AGGREGATES, GROUP_WINDOW, OPS, PAIR, POINT_WINDOW
 from .values import Unknown, service_date
 from .window import MAX_INVOLVED, NO_TIME, _rolling_days, group_of, line_time, lookup_points
 
@@ -196,12 +202,47 @@ class CompiledCrossRule:
         if w.kind == "window" and rule.scope is None and w.where is None and self.condition_reads_window \
                 and not self.rolling_reads_line and self.same == ("point",):
             self.decide = self._decide_window
+        self.threshold_column = None  # the knowledge column the kernel's condition compares with (kernel_shape)
+        self.shape = self.kernel_shape(tests)
         self.points_all = ((self.point(-1), ()),) if lk is None else ()  # without a lookup: every line, once
         try:  # violations rendered by a compiled program; the reference's renderer where it does not compile
             self.renderer = CrossRenderer(rule, self.table, reference, ruleset.profile, compile_expr, _as_params,
                                           self.wkeys)
         except Exception:  # noqa: BLE001 - any node compile_expr does not take
             self.renderer = None
+
+    def kernel_shape(self, tests: LineTests):
+        """The rule as the decision kernel (kernels/crossdecide) takes it, or None (decided here): a plain pair, or
+        a window over a knowledge row's or the whole group's lines (``where`` and scope ``field == "text"``) whose
+        condition compares one window value with a number or a knowledge column; scopes whose group is made of
+        fields (or the patient's day)."""
+        scoped = _KERNEL_SCOPES.get(self.scope_name)
+        if scoped is None or self.rolling_reads_line:
+            return None
+        fields, by_day = scoped
+        if self.kind != "window":
+            if self.violation_if_partner is None:
+                return None
+            return PAIR, fields, by_day, self.strict, self.violation_if_partner, 0, None, None, None, self.slot
+        if self.same == ("point",) and self.table is not None:
+            kind = POINT_WINDOW
+        elif self.same is None:
+            kind = GROUP_WINDOW
+        else:
+            return None
+        rule = self.rule
+        if rule.scope is not None and (self.scope_test is None or self.scope_equals is None):
+            return None
+        where = tests.shapes[self.where_test] if self.where_test is not None else None
+        if self.where_test is not None and where is None:
+            return None
+        compared = _compared_window_value(rule.condition)
+        if compared is None:
+            return None
+        name, op, const, self.threshold_column = compared
+        scope = self.scope_equals if rule.scope is not None else None
+        return (kind, fields, by_day, self.whole, KERNEL_AGGREGATES.index(name), OPS.index(op), const, where, scope,
+                self.slot)
 
     # ---- what a code means for this rule (remembered per code) ----
     def plain_pair(self, points) -> bool:
@@ -436,11 +477,19 @@ class CompiledCrossRule:
         return tuple(found)
 
     # ---- rendering a hit ----
+    def _full_window(self, req: "CrossRequest", i: int, pt: "Point", partner_pools: tuple):
+        """window_of(..., full=True); a pair's partners listed by the decision kernel where it takes the row."""
+        if self.shape is not None and self.kind != "window":
+            found = req.rules.decider.partners(req.timeline(), self.shape, pt.fast, partner_pools, i)
+            if found is not None:
+                return {"w.partner": bool(found)}, (tuple(found) if self.kind == "pair" else ())
+        return self.window_of(req, i, pt, partner_pools, True)
+
     def render(self, req: "CrossRequest", i: int, pt: "Point", partner_pools: tuple, window, reference) -> Finding:
         """The violation from this window's values and lines: by the compiled render program, or the
         reference's renderer for a rule whose message or amount it does not compile."""
         if self.kind == "pair" or window is None:  # a pair cites every partner; the decision stopped at one
-            window = self.window_of(req, i, pt, partner_pools, True)
+            window = self._full_window(req, i, pt, partner_pools)
         lines = req.lines
         if self.renderer is not None:  # compiled (inline_cross_render): the reference's finding, field for field
             if type(window) is Unknown:
@@ -467,7 +516,7 @@ class CompiledCrossRule:
 class Point:
     """One knowledge row of a rule (or the rule itself, without a lookup), with what it needs at decision."""
 
-    __slots__ = ("rule", "index", "row", "start", "end", "rolling", "pool", "value", "value_pool")
+    __slots__ = ("rule", "index", "row", "start", "end", "rolling", "pool", "value", "value_pool", "fast")
 
     def __init__(self, rule: CompiledCrossRule, index: int):
         self.rule, self.index = rule, index
@@ -486,12 +535,58 @@ class Point:
                 self.value = Unknown(f"knowledge column {rule.same[1]} is empty") if v is None else v
                 if v is not None:
                     self.value_pool = rule.pool_id(rule.slot, "value", v)
+        self.fast = self._kernel_facts(rule, knowledge)
+
+    def _kernel_facts(self, rule: CompiledCrossRule, knowledge: dict):
+        """(pool, rolling length, threshold) as the decision kernel reads them; None where the kernel does not
+        decide this row: dates, an unknown rolling length, a threshold that is not a number."""
+        if rule.shape is None or self.start or self.end:
+            return None
+        if self.rolling is not None and not _exact_number(self.rolling):
+            return None
+        threshold = None
+        if rule.threshold_column is not None:
+            threshold = knowledge.get(rule.threshold_column)
+            if not _exact_number(threshold):
+                return None
+        return self.pool, self.rolling, threshold
 
     def rolling_for(self, line: dict):
         """N of ``rolling N`` (window._rolling_days): a number of days, or Unknown."""
         r = self.rule
         return _rolling_days(r.rule, ref.Env(line, r.table.rows[self.index] if r.table is not None else None),
                              ref.evaluate)
+
+
+def _exact_number(v) -> bool:
+    """A float, or an int a double holds exactly (the kernel compares doubles)."""
+    return type(v) is float or (type(v) is int and abs(v) < 2 ** 53)
+
+
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _compared_window_value(cond):
+    """(window value, operator, number, knowledge column) of a condition ``w.name op number`` or ``w.name op
+    k.col`` (either way round), else None."""
+    if not (isinstance(cond, ir.Op) and cond.op in _FLIPPED and len(cond.args) == 2):
+        return None
+    (a, b), op = cond.args, cond.op
+    if not isinstance(a, ir.WindowValue):
+        a, b, op = b, a, _FLIPPED[op]
+    if not isinstance(a, ir.WindowValue) or a.name not in KERNEL_AGGREGATES:
+        return None
+    if isinstance(b, ir.Const) and _exact_number(b.value):
+        return a.name, op, b.value, None
+    if isinstance(b, ir.KnowledgeField):
+        return a.name, op, None, b.column
+    return None
+
+
+# scopes whose group the decision kernel compares: the fields it is made of, and whether the day of service too
+_KERNEL_SCOPES = {"encounter": (("mdtrt_id",), False), "prescription": (("mdtrt_id", "rxno"), False),
+                  "patient": (("psn_no",), False), "institution": (("psn_no", "fixmedins_code"), False),
+                  "day": (("psn_no",), True)}
 
 
 def _pool_sides(side: str) -> tuple:
@@ -597,6 +692,7 @@ class CrossLineRules:
         # one key field and every rule keyed on it: a line whose code has no candidate is decided at once
         self.quick = len(self.keyed) == 1 and not self.scoped and not self.unscoped and not self.by_reference
         self.kernels = cross_kernels.backend(kernels)
+        self.decider = crossdecide.backend(kernels)
         self.reference_decisions = 0  # (line, row) decided by the reference: lines sharing a place in the order
 
     def pool_id(self, slot: int, side: str, value) -> int:
@@ -670,6 +766,7 @@ class CrossRequest:
         self.pools: dict = {}  # pool id -> its lines, in the total order
         self.okey = [None] * len(lines)  # each line's place in the total order, made when first needed
         self.dord = _Days(self.okey)
+        self._timeline = None  # the decision kernel's view of the lines, made when a rule first asks for it
 
     @property
     def untimed(self) -> list:
@@ -844,14 +941,42 @@ class CrossRequest:
         return i
 
     def _decide(self, c: CompiledCrossRule, i: int, points, hits: list) -> None:
-        for pt, partner_pools in points:
-            try:
-                got = c.decide(self, i, pt, partner_pools)
-            except Tied:
-                hits.append((c.slot, self._reference_point(c, i, pt)))
-                continue
-            if got is not None:
-                hits.append((c.slot, c, i, pt, partner_pools, got[0], got[1]))
+        if c.shape is None:
+            for pt, partner_pools in points:
+                self._decide_point(c, i, pt, partner_pools, hits)
+            return
+        got = self.rules.decider.decide(self._timeline or self.timeline(), c.shape, points, i)
+        if got is None:  # the usual answer: no row flags the line
+            return
+        for pt, partner_pools, verdict in got:
+            if verdict is None:  # outside the kernel's plain case
+                self._decide_point(c, i, pt, partner_pools, hits)
+            else:
+                window = None if verdict is True else self._window(c, i, verdict)
+                hits.append((c.slot, c, i, pt, partner_pools, VIOLATION, window))
+
+    def timeline(self):
+        """The decision kernel's view of the lines (kernels/crossdecide), made when a rule first asks for it."""
+        if self._timeline is None:
+            self._timeline = self.rules.decider.Timeline(self.lines, self.times, self.facts, self.present)
+        return self._timeline
+
+    def _decide_point(self, c: CompiledCrossRule, i: int, pt: "Point", partner_pools: tuple, hits: list) -> None:
+        try:
+            got = c.decide(self, i, pt, partner_pools)
+        except Tied:
+            hits.append((c.slot, self._reference_point(c, i, pt)))
+            return
+        if got is not None:
+            hits.append((c.slot, c, i, pt, partner_pools, got[0], got[1]))
+
+    def _window(self, c: CompiledCrossRule, i: int, members: list) -> tuple:
+        """(values, members) of a window the kernel found violated, its values computed as window_of does."""
+        okey = self.okey
+        for m in (i, *members):
+            if okey[m] is None:
+                self.place(m)
+        return {k: f(self, i, members) for k, f in c.aggregates}, members
 
     def render(self, hit: tuple) -> list[Finding]:
         """The findings of one hit of ``decisions``: a violation by the reference's renderer from the compiled

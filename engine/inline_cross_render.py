@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 
 from claimaudit.dsl import ir
+from claimaudit.dsl.schema import CLAIM_FIELDS
 
 from . import reference as ref
 from .findings import ROLE_INVOLVED, ROLE_VIOLATING, VIOLATION, Finding
@@ -61,6 +62,9 @@ class CrossRenderer:
         self.amount = compile_expr(as_params(rule.amount))
         self.amount_text = _values_text(rule.amount, compile_expr, as_params)
         self.message = _message_parts(rule, compile_expr, as_params)
+        # the message shows {amount}, {rule_code} ...: those values are gathered for it (else not)
+        self.message_extra = any(isinstance(p, ir.Field) and p.name.startswith("@") and p.name != "@involved"
+                                 for p in rule.message.parts)
         self.location = f"{rule.span.file}:{rule.span.line}" if rule.span else ""
         cols = []  # knowledge columns the message and amount read (as parameters)
         for e in (rule.amount, *[p for p in rule.message.parts if not isinstance(p, str)]):
@@ -69,10 +73,16 @@ class CrossRenderer:
                     cols.append(node.column)
         self.columns = tuple(cols)
         self._points: dict = {}
+        # every field of the finding, in the order the reference's has them: each violation copies it and sets
+        # what varies (a copy of a dict of the same keys is cheaper than building one)
         self.static = {"rule_code": rule.code, "rule_name": rule.name, "rule_class": rule.rule_class,
                        "rule_version": rule.version, "result_type": rule.result_type, "severity": rule.severity,
                        "rule_location": self.location, "outcome": VIOLATION, "reason": None,
                        "profile": None, "shadow": False, "exemption": None}
+        self.template = dict.fromkeys(("finding_id", "message", "line_id", "mdtrt_id", "psn_no", "fixmedins_code",
+                                       "bilg_dept_codg", "bilg_dr_codg", "med_list_codg", "service_date",
+                                       "knowledge", "evidence", "amount", "amount_formula", "lines"))
+        self.template = {**self.static, **self.template}
 
     def point(self, index: int) -> tuple:
         """(knowledge point, id prefix, knowledge evidence, parameters, text, source) of a row (-1: none)."""
@@ -111,43 +121,65 @@ class CrossRenderer:
             amount = round_money(float(value))
             values = self.amount_text(env)
             formula = f"{names} = {values} = {amount:.2f}" if names != values else f"{names} = {amount:.2f}"
-        extra = {"amount": format_money(amount), "rule_code": self.rule.code, "rule_name": self.rule.name,
-                 "knowledge_text": ktext, "knowledge_source": ksource}
-        message = "".join([p if type(p) is str else p(env, involved, extra) for p in self.message])
+        extra = None
+        if self.message_extra:
+            extra = {"amount": format_money(amount), "rule_code": self.rule.code, "rule_name": self.rule.name,
+                     "knowledge_text": ktext, "knowledge_source": ksource}
+        message = "".join([_shown(p, line, env, involved, extra) for p in self.message])
         line_id = str(line.get("feedetl_sn"))
         mdtrt_id = line.get("mdtrt_id")
         t = line.get("fee_ocur_time")
         field = env.field
-        values = {
-            **self.static,
-            "finding_id": _sha1(f"{prefix}{mdtrt_id}\x1f{line_id}".encode()).hexdigest()[:16],
-            "message": message, "line_id": line_id, "mdtrt_id": mdtrt_id, "psn_no": line.get("psn_no"),
-            "fixmedins_code": line.get("fixmedins_code"), "bilg_dept_codg": line.get("bilg_dept_codg"),
-            "bilg_dr_codg": line.get("bilg_dr_codg"), "med_list_codg": line.get("med_list_codg"),
-            "service_date": None if t is None else _iso(t),
-            "knowledge": kp,
-            "evidence": tuple([(n, format_fast(field(n))) for n in self.evidence_fields]) + kevidence + wevidence,
-            "amount": amount, "amount_formula": formula,
-            "lines": ((line_id, ROLE_VIOLATING),) + tuple([(str(m.get("feedetl_sn")), ROLE_INVOLVED)
-                                                           for m in involved])}
+        values = self.template.copy()
+        values["finding_id"] = _sha1(f"{prefix}{mdtrt_id}\x1f{line_id}".encode()).hexdigest()[:16]
+        values["message"] = message
+        values["line_id"] = line_id
+        values["mdtrt_id"] = mdtrt_id
+        values["psn_no"] = line.get("psn_no")
+        values["fixmedins_code"] = line.get("fixmedins_code")
+        values["bilg_dept_codg"] = line.get("bilg_dept_codg")
+        values["bilg_dr_codg"] = line.get("bilg_dr_codg")
+        values["med_list_codg"] = line.get("med_list_codg")
+        values["service_date"] = None if t is None else _iso(t)
+        values["knowledge"] = kp
+        values["evidence"] = tuple([(n, v if type(v := line.get(n)) is str else format_fast(field(n)))
+                                    for n in self.evidence_fields]) + kevidence + wevidence
+        values["amount"] = amount
+        values["amount_formula"] = formula
+        values["lines"] = ((line_id, ROLE_VIOLATING),) + tuple([(str(m.get("feedetl_sn")), ROLE_INVOLVED)
+                                                                for m in involved])
         found = _new(Finding)  # as findings.new_finding, without copying the values once more
         _set(found, "__dict__", values)
         return found if self.profile is None else mark_with_profile(found, self.profile)
 
 
+def _shown(part, line: dict, env, involved, extra) -> str:
+    """One part of a message (see _message_parts) as text."""
+    if type(part) is str:
+        return part
+    name, fn = part
+    if name is not None:  # a claim field that is text shows as itself
+        v = line.get(name)
+        if type(v) is str:
+            return v
+    return fn(env, involved, extra)
+
+
 def _message_parts(rule: ir.Rule, compile_expr, as_params) -> list:
-    """The message template as literal texts and functions ``(env, involved lines, extra) -> text``."""
+    """The message template as literal texts and (claim field or None, function ``(env, involved lines, extra)
+    -> text``): a claim field's text value is shown without the function."""
     out = []
     for part in rule.message.parts:
         if isinstance(part, str):
             out.append(part)
         elif isinstance(part, ir.Field) and part.name == "@involved":
-            out.append(lambda env, involved, extra: _involved_text(involved))
+            out.append((None, lambda env, involved, extra: _involved_text(involved)))
         elif isinstance(part, ir.Field) and part.name.startswith("@"):
-            out.append(lambda env, involved, extra, name=part.name[1:]: extra.get(name, ""))
+            out.append((None, lambda env, involved, extra, name=part.name[1:]: extra.get(name, "")))
         else:
             fn = compile_expr(as_params(part))
-            out.append(lambda env, involved, extra, fn=fn: format_fast(fn(env)))
+            name = part.name if isinstance(part, ir.Field) and part.name in CLAIM_FIELDS else None
+            out.append((name, lambda env, involved, extra, fn=fn: format_fast(fn(env))))
     return out
 
 

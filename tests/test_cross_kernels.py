@@ -119,3 +119,63 @@ def test_the_backend_follows_the_switch(monkeypatch):
     assert cross.backend() is cross_twin
     monkeypatch.setenv("CLAIMAUDIT_KERNELS", "cython")
     assert cross.backend() is _cross
+
+
+# ---- the decision kernel (_crossdecide.pyx and crossdecide_twin.py) ---------------------------------------
+
+_crossdecide = pytest.importorskip("claimaudit.engine.kernels._crossdecide")
+
+
+def _verdicts(kernel, req, shape, points, i):
+    """The kernel's verdicts and a pair's partners, on its own timeline of the request."""
+    tl = kernel.Timeline(req.lines, req.times, req.facts, req.present)
+    got = kernel.decide(tl, shape, points, i)
+    partners = [kernel.partners(tl, shape, pt.fast, pp, i) for pt, pp in points] if shape[0] == 0 else None
+    return got, partners
+
+
+def test_the_decision_kernel_equals_its_twin():
+    """Both kernels give the same verdicts and partners on random requests of the history pack and the
+    benchmark pack's rule shapes, dates and timezone-aware times included."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tests"))
+    from hypothesis import HealthCheck
+    from test_inline_cross import _odd_times, requests
+
+    from claimaudit.dsl.ruleset import load_ruleset
+    from claimaudit.engine.inline import Screener
+    from claimaudit.engine.kernels import crossdecide_twin
+    from claimaudit.engine.plan import build_plan
+
+    rs = load_ruleset(root / "rulesets" / "demo_history")
+    screener = Screener(build_plan(rs), stages=None)
+    cross = screener.cross
+    compared = [0]
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(request=requests(), odd=st.integers(0, 4))
+    def check(request, odd):
+        lines, current = request
+        if odd < 2:
+            lines = _odd_times(lines, odd)
+        req = cross.request(lines, None)
+        for i in range(len(lines)):
+            for f in range(len(cross.key_fields)):
+                facts = req.facts[f][i]
+                cands = list(facts[1]) + (list(facts[2][2]) if facts[2] else [])
+                for c, points in cands:
+                    if c.shape is not None:
+                        assert _verdicts(_crossdecide, req, c.shape, points, i) == \
+                            _verdicts(crossdecide_twin, req, c.shape, points, i)
+                        compared[0] += 1
+            for c in cross.compiled:
+                if c.key_field is None and c.shape is not None:
+                    assert _verdicts(_crossdecide, req, c.shape, c.points_all, i) == \
+                        _verdicts(crossdecide_twin, req, c.shape, c.points_all, i)
+                    compared[0] += 1
+
+    check()
+    assert compared[0] > 100

@@ -621,3 +621,109 @@ def test_the_usual_window_in_one_step_decides_as_the_general_path(extra_plan):
                         assert a == b, (c.rule.code, line["feedetl_sn"])
                         compared.add((c.rule.code, None if a is None else a[0]))
     assert {("T_CYCLE", VIOLATION), ("T_COURSE", VIOLATION), ("T_CYCLE", None), ("T_CYCLE", INSUFFICIENT)} <= compared
+
+
+# ---- the decision kernel (kernels/crossdecide) ---------------------------------------------------------
+
+
+def _odd_times(lines: list, draw_index: int) -> list:
+    """Some lines' times as a date (midnight in the order), chosen by ``draw_index``; with ``draw_index`` 0 every
+    time is timezone-aware (the kernel leaves those to the general path)."""
+    out = [dict(l) for l in lines]
+    for k, line in enumerate(out):
+        t = line["fee_ocur_time"]
+        if t is not None and draw_index == 0:
+            line["fee_ocur_time"] = t.replace(tzinfo=dt.timezone.utc)
+        elif t is not None and not (k + draw_index) % 3:
+            line["fee_ocur_time"] = t.date()
+    return out
+
+
+def _general(c, req, i, pt, partners):
+    """What the general path (without the kernel) decides: (outcome, window), None, or "tied"."""
+    try:
+        if c.violation_if_partner is not None:
+            return c._decide_by_partner(req, i, pt, partners)
+        if c.decide.__func__ is inline_cross.CompiledCrossRule._decide_window:
+            return c._decide_window(req, i, pt, partners)
+        return inline_cross.CompiledCrossRule.decide(c, req, i, pt, partners)
+    except inline_cross.Tied:
+        return "tied"
+
+
+def _kernel_agrees(screener, lines, current) -> set:
+    """Every verdict of the kernel on the current lines equals the general path's decision; a pair's partners
+    listed by the kernel equal window_of's. Returns (rule, verdict kind) pairs seen."""
+    cross, seen = screener.cross, set()
+    kernel = cross.decider
+    for i, line in enumerate(lines):
+        if line["feedetl_sn"] not in current:
+            continue
+        req = cross.request(lines, None)
+        candidates = [cp for f in range(len(cross.key_fields)) for cp in req.facts[f][i][1]]
+        candidates += [cp for f in range(len(cross.key_fields)) if req.facts[f][i][2]
+                       for cp in req.facts[f][i][2][2]]
+        candidates += [(c, c.points_all) for c in cross.compiled if c.key_field is None]
+        for c, points in candidates:
+            if c.shape is None:
+                continue
+            got = kernel.decide(req.timeline(), c.shape, points, i) or []
+            verdicts = {id(pt): v for pt, _, v in got}
+            for pt, partners in points:
+                v = verdicts.get(id(pt), False)
+                seen.add((c.rule.code, "none" if v is None else type(v).__name__))
+                if v is None:
+                    continue  # left to the general path
+                want = _general(c, cross.request(lines, None), i, pt, partners)
+                if v is False:
+                    assert want is None, (c.rule.code, line["feedetl_sn"], want)
+                elif v is True:
+                    assert want == (VIOLATION, None), (c.rule.code, line["feedetl_sn"], want)
+                else:
+                    assert want[0] == VIOLATION and want[1][1] == v, (c.rule.code, line["feedetl_sn"], want, v)
+                if c.kind != "window":
+                    found = kernel.partners(req.timeline(), c.shape, pt.fast, partners, i)
+                    general = cross.request(lines, None)
+                    try:
+                        full = c.window_of(general, i, pt, partners, True)
+                    except inline_cross.Tied:
+                        full = None
+                    if found is not None:
+                        assert full is not None and list(full[1] if c.kind == "pair" else ()) == \
+                            (found if c.kind == "pair" else []), (c.rule.code, line["feedetl_sn"])
+    return seen
+
+
+def test_the_kernel_takes_the_usual_shapes(history_plan):
+    screener = Screener(history_plan, stages=None)
+    taken = {c.rule.code for c in screener.cross.compiled if c.shape is not None}
+    assert {"DEMO_COURSE", "DEMO_CYCLE", "DEMO_FREQUENT_VISIT", "DEMO_FREQUENT_ADMISSION", "DEMO_DDI",
+            "DEMO_REQUIRES", "DEMO_HERB_SINGLE", "DEMO_DRUG_KINDS"} <= taken
+    assert "DEMO_DUP_CLASS" not in taken  # a window over a knowledge value: the general path
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(request_lines=requests(), odd=st.integers(0, 5))
+def test_the_decision_kernel_decides_as_the_general_path(extra_plan, history_plan, request_lines, odd):
+    lines, current = request_lines
+    if odd < 2:
+        lines = _odd_times(lines, odd)
+    for plan in (extra_plan, history_plan):
+        _kernel_agrees(Screener(plan, stages=None), lines, current)
+
+
+def test_the_decision_kernel_on_benchmark_requests(extra_plan, history_plan):
+    """Benchmark-style requests: every shape decided, violations and none alike, as the general path."""
+    sys.path.insert(0, str(ROOT))
+    from benches.bench_inline_history import knowledge_codes, request_lines
+    seen = set()
+    for plan in (extra_plan, history_plan):
+        screener = Screener(plan, stages=None)
+        rng = random.Random(11)
+        codes = knowledge_codes(plan.ruleset)
+        for k in range(40):
+            lines, current = request_lines(rng, codes, 40, 10, k)
+            seen |= _kernel_agrees(screener, lines, current)
+            assert_same_findings(screener, lines, current)
+    assert {("T_CYCLE", "list"), ("T_CYCLE", "bool"), ("DEMO_COURSE", "bool")} <= seen, sorted(seen)
