@@ -4,6 +4,8 @@ shipped packs' examples, random lines and random requests; CLAIMAUDIT_KERNELS se
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import math
 import random
 
 import pytest
@@ -18,6 +20,7 @@ from claimaudit.engine.inline_render import Renderers
 from claimaudit.engine.kernels import inline as inline_kernels
 from claimaudit.engine.kernels import inline_twin
 from claimaudit.engine.plan import build_plan
+from claimaudit.engine.values import Unknown
 
 from inline_cases import ALL_FIELDS, PACKS, demo_request, example_sets, pack_pools, random_line, requests, typed
 
@@ -296,5 +299,21 @@ def test_compiled_value_text_is_format_value():
     for v in floats:
         assert k.shown(v) == format_value(v), v
         assert k.dtoa(v, "f", 2) == f"{v:.2f}", v
-    for v in ("文本", None, True, 3, Quantity(1500.0, "mass"), (1.5, "a")):
+    for v in ("文本", None, True, False, 3, -12, 10**30, Quantity(1500.0, "mass"), (1.5, "a"), ["J03", "B35"], [],
+              (None, Unknown("x"), (2.0, True)), Unknown("reason"), dt.date(2025, 6, 1), dt.datetime(2025, 6, 1, 9, 30),
+              dt.datetime(2025, 6, 1, 9, 30, 5)):
         assert k.shown(v) == format_value(v), v
+
+
+def test_compiled_amount_text_is_two_decimals():
+    """Amounts are shown with two decimals; the kernel prints a fen-rounded amount's cents as digits."""
+    from claimaudit.engine.values import round_money
+    rng = random.Random(5)
+    values = [0.0, -0.0, 0.004, -0.004, 0.005, -0.001, 2.675, 1.005, 999999.995, 9999999999999.99, 1e13, -1e13, 1e300,
+              float("inf"), float("-inf")]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(20000)] + [rng.uniform(-1e13, 1e13) for _ in range(5000)]
+    values += [rng.randrange(-10**9, 10**9) / 100 for _ in range(5000)]
+    for v in values:
+        amount = round_money(v) if math.isfinite(v) else v
+        assert inline_kernels._inline.fen_text(amount) == f"{amount:.2f}", v
+

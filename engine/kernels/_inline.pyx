@@ -19,7 +19,7 @@ from cpython.object cimport PyObject, PyObject_RichCompare, Py_EQ, Py_GE, Py_GT,
 from cpython.sequence cimport PySequence_Contains
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR
-from libc.math cimport fabs, floor, isfinite
+from libc.math cimport fabs, floor, isfinite, llround, signbit
 from libc.string cimport memset, strlen
 from cpython.mem cimport PyMem_Free
 
@@ -1186,20 +1186,87 @@ def shown(v):
 
 
 cdef object _shown(object v):
-    """format_value(v), text and floats here."""
+    """format_value(v): text, numbers, the unknown and empty markers, flags and lists here; a quantity's text
+    as remembered by value (format_fast); the rest (dates and date-times) by format_fast."""
     cdef double d
     if PyUnicode_CheckExact(v):
         return v
     if PyFloat_CheckExact(v):
         d = v
         if isfinite(d) and floor(d) == d:
-            return "0" if d == 0 else _dtoa(d, b"f", 0)  # str(int(v)): the integer's digits ("0" for -0.0)
+            if fabs(d) < 1e15:
+                return _integer_text(<long long>d)  # str(int(v)) ("0" for -0.0)
+            return _dtoa(d, b"f", 0)
         return _dtoa(d, b"g", 6)  # format(v, ".6g")
-    if type(v) is Quantity and v.base_value:  # its text is remembered by value (format_fast)
+    if v is None:
+        return "（空）"
+    if type(v) is Unknown:
+        return "（未知）"
+    if v is True:
+        return "是"
+    if v is False:
+        return "否"
+    if PyLong_CheckExact(v):
+        return str(v)
+    if type(v) is Quantity and v.base_value:
         got = (<dict>QUANTITY_TEXT).get((v.base_value, v.dimension))
         if got is not None:
             return got
+    elif type(v) is tuple or type(v) is list:
+        return "、".join([_shown(x) for x in v])
     return format_fast(v)
+
+
+cdef str _integer_text(long long n):
+    """The decimal digits of n (str of an int)."""
+    cdef char buf[24]
+    cdef int at = 23
+    cdef unsigned long long u = <unsigned long long>(-n) if n < 0 else <unsigned long long>n
+    buf[at] = 0
+    while True:
+        at -= 1
+        buf[at] = 48 + <char>(u % 10)
+        u //= 10
+        if u == 0:
+            break
+    if n < 0:
+        at -= 1
+        buf[at] = 45  # "-"
+    return PyUnicode_DecodeASCII(buf + at, 23 - at, NULL)
+
+
+cdef str _fen_text(double v):
+    """f"{v:.2f}" of an amount already rounded to the fen (round_money): whole cents printed as digits. Below
+    1e13 half an ulp is far under half a fen, so the cents are exactly what .2f rounds to."""
+    cdef char buf[32]
+    cdef long long cents
+    cdef int at = 31
+    if not fabs(v) < 1e13:
+        return _dtoa(v, b"f", 2)
+    cents = llround(fabs(v) * 100)
+    buf[at] = 0
+    at -= 1
+    buf[at] = 48 + <char>(cents % 10)
+    at -= 1
+    buf[at] = 48 + <char>((cents // 10) % 10)
+    at -= 1
+    buf[at] = 46  # "."
+    cents //= 100
+    while True:
+        at -= 1
+        buf[at] = 48 + <char>(cents % 10)
+        cents //= 10
+        if cents == 0:
+            break
+    if signbit(v):
+        at -= 1
+        buf[at] = 45
+    return PyUnicode_DecodeASCII(buf + at, 31 - at, NULL)
+
+
+def fen_text(double v):
+    """The compiled amount text (tests compare it with f"{v:.2f}" of round_money results)."""
+    return _fen_text(v)
 
 
 cdef str _join(tuple parts, Ctx c):
@@ -1220,6 +1287,7 @@ cdef class RenderProgram:
     cdef object scope         # Node or None
     cdef Node condition
     cdef dict rule_fields     # what a finding takes from its rule
+    cdef dict result_template  # a 3101 result entry with the rule's own values (the rest filled per finding)
     cdef object insufficient_prefix
 
     def __init__(self, tuple evidence, tuple message, Node amount, tuple amount_text, amount_names, scope,
@@ -1227,6 +1295,12 @@ cdef class RenderProgram:
         self.evidence, self.message, self.amount, self.amount_text = evidence, message, amount, amount_text
         self.amount_names, self.scope, self.condition = amount_names, scope, condition
         self.rule_fields, self.insufficient_prefix = rule_fields, insufficient_prefix
+        f = rule_fields
+        self.result_template = {
+            "jr_id": None, "rule_id": f["rule_code"], "rule_name": f["rule_name"], "vola_cont": None,
+            "sev_deg": f["sev_deg"], "severity": f["severity"], "result_type": f["result_type"], "vola_evid": None,
+            "vola_bhvr_type": f["rule_class"], "vola_amt": None, "vola_amt_stas": None,
+            "rule_version": f["rule_version"], "knowledge": None, "judge_result_detail_dtos": None}
 
     cdef Ctx _context(self, dict line, dict lv, point):
         cdef Ctx c = _context(line, lv)
@@ -1241,7 +1315,7 @@ cdef class RenderProgram:
             return None, f"{names}: cannot compute ({value.reason})"
         amount = _money(value)
         text = _join(self.amount_text, c)
-        shown = _dtoa(amount, b"f", 2)  # f"{amount:.2f}"
+        shown = _fen_text(amount)  # f"{amount:.2f}"
         return amount, (f"{names} = {text} = {shown}" if names != text else f"{names} = {shown}")
 
     def violation(self, dict line, dict lv, point):
@@ -1253,26 +1327,32 @@ cdef class RenderProgram:
         """The violation's 3101 ``result[]`` entry, as findings.to_3101_result shows its finding (no Finding
         made: only what the entry shows is worked out)."""
         cdef Ctx c = self._context(line, lv, point)
+        cdef dict out
         amount, formula = self._amount_formula(c)
         message = self._message(c, amount, point)
         line_id = str(line.get("feedetl_sn"))
-        parts = []
+        parts = [point.evidence_head]  # 依据：…；field=value；…；knowledge values, in one join
         for pair in self.evidence:
-            parts.append((<tuple>pair)[2] + _shown((<Node>(<tuple>pair)[1]).eval(c)))
+            if len(parts) > 1:
+                parts.append("；")
+            parts.append((<tuple>pair)[2])
+            parts.append(_shown((<Node>(<tuple>pair)[1]).eval(c)))
         tail = point.evidence_tail
         if tail:
+            if len(parts) > 1:
+                parts.append("；")
             parts.append(tail)
-        evidence = point.evidence_head + "；".join(parts)
+        evidence = "".join(parts)
         shown = point.knowledge_shown
-        fields = self.rule_fields
-        return {
-            "jr_id": sha1(f"{point.id_prefix}{line.get('mdtrt_id')}\x1f{line_id}".encode()).hexdigest()[:16],
-            "rule_id": fields["rule_code"], "rule_name": fields["rule_name"], "vola_cont": message,
-            "sev_deg": fields["sev_deg"], "severity": fields["severity"], "result_type": fields["result_type"],
-            "vola_evid": evidence[:500], "vola_bhvr_type": fields["rule_class"], "vola_amt": amount,
-            "vola_amt_stas": formula, "rule_version": fields["rule_version"],
-            "knowledge": None if shown is None else PyDict_Copy(shown),
-            "judge_result_detail_dtos": [{"rx_id": line_id, "vola_item_type": ROLE_VIOLATING_TEXT}]}
+        out = PyDict_Copy(self.result_template)  # the rule's own entries in place, in the entry's key order
+        out["jr_id"] = sha1(f"{point.id_prefix}{line.get('mdtrt_id')}\x1f{line_id}".encode()).hexdigest()[:16]
+        out["vola_cont"] = message
+        out["vola_evid"] = evidence[:500] if PyUnicode_GET_LENGTH(evidence) > 500 else evidence
+        out["vola_amt"] = amount
+        out["vola_amt_stas"] = formula
+        out["knowledge"] = None if shown is None else PyDict_Copy(shown)
+        out["judge_result_detail_dtos"] = [{"rx_id": line_id, "vola_item_type": ROLE_VIOLATING_TEXT}]
+        return out
 
     def reason(self, dict line, dict lv, point):
         """The reference's outcome on the row: False (not concerned), None (violation) or the Unknown."""
@@ -1311,7 +1391,7 @@ cdef class RenderProgram:
             elif not PyLong_CheckExact(part):
                 out.append(_shown((<Node>part).eval(c)))
             elif part == 0:
-                out.append("（未知）" if amount is None else _dtoa(amount, b"f", 2))
+                out.append("（未知）" if amount is None else _fen_text(amount))
             else:
                 out.append(point.text if part == 1 else point.source)
         return "".join(out)
