@@ -581,31 +581,35 @@ cdef class Derived(Node):
         if v is not None:
             return v
         v = c.lv.get(self.name)
-        if v is None and self.per_day and c.line.get(self.name) is None:
-            cnt, days = c.line.get("cnt"), c.line.get("prd_days")
-            if PyFloat_CheckExact(cnt) and PyFloat_CheckExact(days) and <double>days > 0:
-                v = c.lv[self.name] = <double>cnt / <double>days
-        if v is None and self.age and c.line.get(self.name) is None:
-            v = _age(c.line, self.age)
-            if v is not None:
-                c.lv[self.name] = v
         if v is None:
-            if self.memo is not None and c.line.get(self.name) is None:
-                key = c.line.get(self.first) if self.second is None else \
-                    (c.line.get(self.first), c.line.get(self.second))
-                try:
-                    v = (<dict>self.memo).get(key)
-                except TypeError:
-                    pass
-            if v is None and self.dose and c.line.get(self.name) is None:
-                v = _daily_dose(c.line)
-                if v is not None:
-                    _remember(<dict>self.memo, key, v)
-            if v is None:
-                v = derived_value(self.name, c.line)
-            c.lv[self.name] = v
+            v = c.lv[self.name] = self._derive(c.line) if c.line.get(self.name) is None else \
+                derived_value(self.name, c.line)  # (a line that carries the value itself: the reference reads it)
         c.derived[self.slot] = v
         return v
+
+    cdef object _derive(self, dict line):
+        """The value of a line that does not carry it: computed here for the common inputs, else remembered by
+        its inputs (memo), else derived_value."""
+        v = None
+        if self.per_day:
+            cnt, days = line.get("cnt"), line.get("prd_days")
+            if PyFloat_CheckExact(cnt) and PyFloat_CheckExact(days) and <double>days > 0:
+                return <double>cnt / <double>days
+        elif self.age:
+            v = _age(line, self.age)
+            if v is not None:
+                return v
+        if self.memo is not None:
+            key = line.get(self.first) if self.second is None else (line.get(self.first), line.get(self.second))
+            try:
+                v = (<dict>self.memo).get(key)
+            except TypeError:
+                pass
+            if v is None and self.dose:
+                v = _daily_dose(line)
+                if v is not None:
+                    _remember(<dict>self.memo, key, v)
+        return derived_value(self.name, line) if v is None else v
 
 
 cdef object _daily_dose(dict line):
