@@ -1221,21 +1221,24 @@ cdef object _shown(object v):
     return format_fast(v)
 
 
-cdef str _integer_text(long long n):
-    """The decimal digits of n (str of an int)."""
-    cdef char buf[24]
-    cdef int at = 23
-    cdef unsigned long long u = <unsigned long long>(-n) if n < 0 else <unsigned long long>n
-    buf[at] = 0
+cdef int _digits_before(char* buf, int at, unsigned long long u, bint negative) noexcept:
+    """Writes u's decimal digits (and a minus sign) to end just before ``at``; returns where they start."""
     while True:
         at -= 1
         buf[at] = 48 + <char>(u % 10)
         u //= 10
         if u == 0:
             break
-    if n < 0:
+    if negative:
         at -= 1
         buf[at] = 45  # "-"
+    return at
+
+
+cdef str _integer_text(long long n):
+    """The decimal digits of n (str of an int)."""
+    cdef char buf[24]
+    cdef int at = _digits_before(buf, 23, <unsigned long long>(-n) if n < 0 else <unsigned long long>n, n < 0)
     return PyUnicode_DecodeASCII(buf + at, 23 - at, NULL)
 
 
@@ -1244,27 +1247,11 @@ cdef str _fen_text(double v):
     1e13 half an ulp is far under half a fen, so the cents are exactly what .2f rounds to."""
     cdef char buf[32]
     cdef long long cents
-    cdef int at = 31
     if not fabs(v) < 1e13:
         return _dtoa(v, b"f", 2)
     cents = llround(fabs(v) * 100)
-    buf[at] = 0
-    at -= 1
-    buf[at] = 48 + <char>(cents % 10)
-    at -= 1
-    buf[at] = 48 + <char>((cents // 10) % 10)
-    at -= 1
-    buf[at] = 46  # "."
-    cents //= 100
-    while True:
-        at -= 1
-        buf[at] = 48 + <char>(cents % 10)
-        cents //= 10
-        if cents == 0:
-            break
-    if signbit(v):
-        at -= 1
-        buf[at] = 45
+    buf[28], buf[29], buf[30] = 46, 48 + <char>((cents // 10) % 10), 48 + <char>(cents % 10)  # ".", the fen
+    cdef int at = _digits_before(buf, 28, cents // 100, signbit(v))
     return PyUnicode_DecodeASCII(buf + at, 31 - at, NULL)
 
 
