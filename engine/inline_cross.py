@@ -7,8 +7,8 @@ read as parameters ``k.col`` and ``w.count``), and what a code means for every r
 matches on each side of the rule's table, with their parameters, effective dates and rolling lengths — is
 worked out on the code's first appearance and remembered across requests. A request is indexed by a kernel
 (engine/kernels/_cross.pyx, or its Python twin cross_twin.py as ``CLAIMAUDIT_KERNELS`` selects): each line's
-time and what its code means, and the pools present; a pool's lines are listed when a rule first asks for
-them. A current line that is a candidate of no rule but pairs none of whose partners is in the request is
+time and what its code means, and the pools present with their lines (sorted when a rule first asks for
+them). A current line that is a candidate of no rule but pairs none of whose partners is in the request is
 passed over at once (one kernel call); a line's place in the total order is worked out when a window first
 needs it, and a current line's window is a filter over a short, sorted list of lines followed by the
 aggregates the rule reads (the usual ``same k`` window in one function, ``_decide_window``). The usual shapes —
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 from itertools import compress, repeat
-from operator import add, eq, is_, itemgetter
+from operator import eq, is_, itemgetter
 
 from claimaudit.dsl import ir
 from claimaudit.dsl.schema import CLAIM_FIELDS
@@ -44,7 +44,7 @@ from . import reference as ref
 from .findings import INSUFFICIENT, VIOLATION, Finding
 from .inline_cross_render import CrossRenderer
 from .kernels import cross as cross_kernels
-from .kernels import crossdecide
+from .kernels import crossdecide, crossrender
 from .kernels.crossdecide_twin import AGGREGATES as KERNEL_AGGREGATES, GROUP_WINDOW, OPS, PAIR, POINT_WINDOW
 from .values import Unknown, service_date
 from .window import MAX_INVOLVED, NO_TIME, _rolling_days, group_of, line_time, lookup_points
@@ -166,7 +166,8 @@ class LineTests:
 class CompiledCrossRule:
     """A cross-line rule ready to decide on a request."""
 
-    def __init__(self, slot: int, rule: ir.Rule, ruleset, compile_expr, tests: LineTests, pool_id, reference):
+    def __init__(self, slot: int, rule: ir.Rule, ruleset, compile_expr, tests: LineTests, pool_id, reference,
+                 render_kernel):
         _refuse_unsupported(rule)
         self.slot, self.rule, self.pool_id = slot, rule, pool_id
         w = self.window = rule.window
@@ -207,7 +208,7 @@ class CompiledCrossRule:
         self.points_all = ((self.point(-1), ()),) if lk is None else ()  # without a lookup: every line, once
         try:  # violations rendered by a compiled program; the reference's renderer where it does not compile
             self.renderer = CrossRenderer(rule, self.table, reference, ruleset.profile, compile_expr, _as_params,
-                                          self.wkeys)
+                                          self.wkeys, render_kernel)
         except Exception:  # noqa: BLE001 - any node compile_expr does not take
             self.renderer = None
 
@@ -656,13 +657,14 @@ class CrossLineRules:
         self.ruleset, self.reference, self.rules = ruleset, reference, list(rules)
         self.tests = LineTests(compile_expr)
         self._pool_ids: dict = {}  # (rule slot, side or "value", knowledge row or value) -> pool id
-        self.pool_ids: list = []  # pool id -> the very object that is that id
         self.compiled: list[CompiledCrossRule] = []
         self.fallbacks: list[tuple] = []  # (rule code, why the reference decides it)
         self.by_reference: list[tuple] = []  # (slot, rule)
+        render_kernel = crossrender.backend(kernels)
         for slot, rule in enumerate(self.rules):
             try:
-                c = CompiledCrossRule(slot, rule, ruleset, compile_expr, self.tests, self.pool_id, reference)
+                c = CompiledCrossRule(slot, rule, ruleset, compile_expr, self.tests, self.pool_id, reference,
+                                      render_kernel)
             except NotCompiled as why:
                 self.fallbacks.append((rule.code, str(why)))
                 self.by_reference.append((slot, rule))
@@ -696,13 +698,11 @@ class CrossLineRules:
         self.reference_decisions = 0  # (line, row) decided by the reference: lines sharing a place in the order
 
     def pool_id(self, slot: int, side: str, value) -> int:
-        """The id of a pool: one int object per pool (``pool_ids[pid]`` is it: the index kernels compare pool
-        ids by identity)."""
+        """The id of a pool: ints from 0, as the index kernels keep them (in C)."""
         key = (slot, side, value)
         got = self._pool_ids.get(key)
         if got is None:
-            got = self._pool_ids[key] = len(self.pool_ids)
-            self.pool_ids.append(got)
+            got = self._pool_ids[key] = len(self._pool_ids)
         return got
 
     def code_facts(self, field: str, code) -> tuple:
@@ -721,7 +721,7 @@ class CrossLineRules:
                 if points:
                     (plain if c.plain_pair(points) else cands).append((c, points))
             if plain:
-                partners = frozenset(pid for _, points in plain for _, pids in points for pid in pids)
+                partners = tuple(dict.fromkeys(pid for _, points in plain for _, pids in points for pid in pids))
                 needs = tuple(dict.fromkeys(n for c, _ in plain for n in _GROUP_NEEDS[c.scope_name]))
                 plain = (partners, needs, tuple(plain))
             if len(memo) >= _MEMO_LIMIT:
@@ -759,7 +759,7 @@ class CrossRequest:
         self.tied: set = set()  # pools in which two lines share a place in the total order
         # each line's time of service, what its codes mean (remembered across requests) and the pools present: a
         # pool is the lines with a time of service whose code matches a knowledge row (or value) on one side of a
-        # table; its lines are listed when a rule first asks for them (``pool``)
+        # table; the index lists its lines as it goes, and they are sorted when a rule first asks for them (``pool``)
         self.kernels = kernels = rules.kernels
         self.times, self.facts, self.present = kernels.index_request(lines, rules.key_fields, rules.memos,
                                                                      rules.code_facts, _NO_FACTS)
@@ -790,9 +790,7 @@ class CrossRequest:
         when first asked for)."""
         members = self.pools.get(pid)
         if members is None:
-            if pid not in self.present:
-                return ()
-            members = self.pools[pid] = self.kernels.pool_members(self.facts, self.times, self.rules.pool_ids[pid])
+            members = self.pools[pid] = self.present.members(pid)
             if self._sort(members):
                 self.tied.add(pid)
         if pid in self.tied:
@@ -958,7 +956,7 @@ class CrossRequest:
     def timeline(self):
         """The decision kernel's view of the lines (kernels/crossdecide), made when a rule first asks for it."""
         if self._timeline is None:
-            self._timeline = self.rules.decider.Timeline(self.lines, self.times, self.facts, self.present)
+            self._timeline = self.rules.decider.Timeline(self.lines, self.times, self.present)
         return self._timeline
 
     def _decide_point(self, c: CompiledCrossRule, i: int, pt: "Point", partner_pools: tuple, hits: list) -> None:

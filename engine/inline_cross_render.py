@@ -4,8 +4,10 @@ Per rule, the message template, the amount, its explanation by values (``referen
 evidence are compiled once into closures (``inline.compile_expr`` over the rule's own IR, knowledge columns
 and window values read as parameters ``k.col`` / ``w.name``, as inline_cross decides them); per knowledge
 row what never changes (the knowledge point, its evidence, the finding id's prefix, the parameters the
-message and amount read) is worked out on first use. Rendering a hit is then a few closure calls, string
-joins and one SHA-1.
+message and amount read, and what the message and the amount's text show of the row alone) is worked out on
+first use. Rendering a hit is then the amount, the parts that read the line or the window, and one kernel
+call (kernels/_crossrender.pyx, twin crossrender_twin.py) that joins the message, evidence and involved lines
+and makes the finding id.
 
 The result is the finding ``ReferenceEngine._finding`` gives for a violation, field for field, from the
 same window values and involved lines (tests/test_inline_cross.py compares every finding with the
@@ -14,7 +16,6 @@ reference's). Insufficient data is not rendered here: the reference renders it a
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 
 from claimaudit.dsl import ir
 from claimaudit.dsl.schema import CLAIM_FIELDS
@@ -25,7 +26,6 @@ from .inline_render import format_fast
 from .profiles import mark_with_profile
 from .values import Unknown, format_money, format_value, round_money
 
-_sha1 = hashlib.sha1
 _new = object.__new__
 _set = object.__setattr__
 _ISO: dict = {}  # date -> its ISO text (date.isoformat is slow; days of service repeat)
@@ -51,8 +51,9 @@ class CrossRenderer:
     """The violations of one cross-line rule, as the reference renders them."""
 
     def __init__(self, rule: ir.Rule, table, reference: ref.ReferenceEngine, profile, compile_expr, as_params,
-                 wkeys: tuple):
-        """``wkeys``: the window values the rule reads, as parameters (``w.<name>``)."""
+                 wkeys: tuple, kernel):
+        """``wkeys``: the window values the rule reads, as parameters (``w.<name>``); ``kernel``: the module that
+        assembles findings (kernels.crossrender)."""
         self.rule, self.table, self.profile, self.wkeys = rule, table, profile, wkeys
         facts = reference.facts(rule)
         self.evidence_fields = facts.evidence_fields
@@ -60,7 +61,7 @@ class CrossRenderer:
         self.knowledge_columns = facts.knowledge_columns
         self.amount_names = facts.amount_names
         self.amount = compile_expr(as_params(rule.amount))
-        self.amount_text = _values_text(rule.amount, compile_expr, as_params)
+        self.amount_text = ref.expr_text_parts(rule.amount, lambda e: (e, compile_expr(as_params(e))))
         self.message = _message_parts(rule, compile_expr, as_params)
         # the message shows {amount}, {rule_code} ...: those values are gathered for it (else not)
         self.message_extra = any(isinstance(p, ir.Field) and p.name.startswith("@") and p.name != "@involved"
@@ -79,13 +80,15 @@ class CrossRenderer:
                        "rule_version": rule.version, "result_type": rule.result_type, "severity": rule.severity,
                        "rule_location": self.location, "outcome": VIOLATION, "reason": None,
                        "profile": None, "shadow": False, "exemption": None}
-        self.template = dict.fromkeys(("finding_id", "message", "line_id", "mdtrt_id", "psn_no", "fixmedins_code",
-                                       "bilg_dept_codg", "bilg_dr_codg", "med_list_codg", "service_date",
-                                       "knowledge", "evidence", "amount", "amount_formula", "lines"))
-        self.template = {**self.static, **self.template}
+        template = dict.fromkeys(("finding_id", "message", "line_id", "mdtrt_id", "psn_no", "fixmedins_code",
+                                  "bilg_dept_codg", "bilg_dr_codg", "med_list_codg", "service_date", "knowledge",
+                                  "evidence", "amount", "amount_formula", "lines"))
+        self.program = kernel.Program({**self.static, **template}, tuple(self.evidence_fields), format_fast, _iso,
+                                      ROLE_VIOLATING, ROLE_INVOLVED)
 
     def point(self, index: int) -> tuple:
-        """(knowledge point, id prefix, knowledge evidence, parameters, text, source) of a row (-1: none)."""
+        """(knowledge point, id prefix, knowledge evidence, parameters, text, source, message parts, amount text
+        parts) of a row (-1: none); what the message and the amount's text show of the row alone is shown once."""
         got = self._points.get(index)
         if got is None:
             rule, table = self.rule, self.table
@@ -96,78 +99,70 @@ class CrossRenderer:
             evidence = () if row is None else tuple((f"k.{c}", format_value(row.get(c)))
                                                     for c in self.knowledge_columns)
             params = {f"k.{c}": (row or {}).get(c) for c in self.columns}
+            env = ref.Env({}, params)  # what a part reading only the row sees (no line, no window)
+            message = _joined([format_fast(p[2](env)) if type(p) is tuple and p[0] is _ROW else p
+                               for p in self.message])
+            amount_text = _joined([format_fast(p[1](env)) if type(p) is tuple and _of_row(p[0]) else p
+                                   for p in self.amount_text])
+            if all(type(p) is str for p in amount_text):  # the row alone: one text
+                amount_text = "".join(amount_text)
             got = self._points[index] = (kp, prefix, evidence, params, (kp.text or "") if kp else "",
-                                         (kp.source or "") if kp else "")
+                                         (kp.source or "") if kp else "", message, amount_text)
         return got
 
     def violation(self, env: ref.Env, index: int, window, involved: tuple):
         """The finding on ``env.line`` for knowledge row ``index`` (-1: none) with the window's values (by
         ``w.<name>``, or an Unknown for the whole window) and its involved lines. ``env`` is the line's (its
         derived values are reused); its ``row`` is replaced."""
-        kp, prefix, kevidence, params, ktext, ksource = self.point(index)
-        line = env.line
+        kp, prefix, kevidence, params, ktext, ksource, message, amount_text = self.point(index)
         if type(window) is Unknown:
-            row = {**params, **dict.fromkeys(self.wkeys, window)}
-            wevidence = ()
+            env.row = {**params, **dict.fromkeys(self.wkeys, window)}
+            tail = kevidence
         else:
-            row = {**params, **window}
-            wevidence = tuple([(key, format_fast(window[key])) for key in self.window_evidence])
-        env.row = row
+            env.row = {**params, **window}
+            tail = kevidence + tuple([(key, format_fast(window[key])) for key in self.window_evidence])
         value = self.amount(env)
         names = self.amount_names
         if type(value) is Unknown:
             amount, formula = None, f"{names}: cannot compute ({value.reason})"
         else:
             amount = round_money(float(value))
-            values = self.amount_text(env)
+            values = amount_text if type(amount_text) is str else \
+                "".join([p if type(p) is str else format_fast(p[1](env)) for p in amount_text])
             formula = f"{names} = {values} = {amount:.2f}" if names != values else f"{names} = {amount:.2f}"
         extra = None
         if self.message_extra:
             extra = {"amount": format_money(amount), "rule_code": self.rule.code, "rule_name": self.rule.name,
                      "knowledge_text": ktext, "knowledge_source": ksource}
-        message = "".join([_shown(p, line, env, involved, extra) for p in self.message])
-        line_id = str(line.get("feedetl_sn"))
-        mdtrt_id = line.get("mdtrt_id")
-        t = line.get("fee_ocur_time")
-        field = env.field
-        values = self.template.copy()
-        values["finding_id"] = _sha1(f"{prefix}{mdtrt_id}\x1f{line_id}".encode()).hexdigest()[:16]
-        values["message"] = message
-        values["line_id"] = line_id
-        values["mdtrt_id"] = mdtrt_id
-        values["psn_no"] = line.get("psn_no")
-        values["fixmedins_code"] = line.get("fixmedins_code")
-        values["bilg_dept_codg"] = line.get("bilg_dept_codg")
-        values["bilg_dr_codg"] = line.get("bilg_dr_codg")
-        values["med_list_codg"] = line.get("med_list_codg")
-        values["service_date"] = None if t is None else _iso(t)
-        values["knowledge"] = kp
-        values["evidence"] = tuple([(n, v if type(v := line.get(n)) is str else format_fast(field(n)))
-                                    for n in self.evidence_fields]) + kevidence + wevidence
-        values["amount"] = amount
-        values["amount_formula"] = formula
-        values["lines"] = ((line_id, ROLE_VIOLATING),) + tuple([(str(m.get("feedetl_sn")), ROLE_INVOLVED)
-                                                                for m in involved])
+        values = self.program.values(env.line, env, message, involved, extra, prefix, kp, tail, amount, formula)
         found = _new(Finding)  # as findings.new_finding, without copying the values once more
         _set(found, "__dict__", values)
         return found if self.profile is None else mark_with_profile(found, self.profile)
 
 
-def _shown(part, line: dict, env, involved, extra) -> str:
-    """One part of a message (see _message_parts) as text."""
-    if type(part) is str:
-        return part
-    name, fn = part
-    if name is not None:  # a claim field that is text shows as itself
-        v = line.get(name)
-        if type(v) is str:
-            return v
-    return fn(env, involved, extra)
+_ROW = object()  # marks a message part that reads only the knowledge row (and constants): shown once per row
+
+
+def _of_row(expr) -> bool:
+    """Whether an expression's value depends on the knowledge row alone (constants, its columns, operators)."""
+    return all(isinstance(n, (ir.Const, ir.KnowledgeField, ir.Op)) for n in ir.walk(expr))
+
+
+def _joined(parts: list) -> tuple:
+    """Message or amount-text parts with adjacent texts joined."""
+    out: list = []
+    for p in parts:
+        if type(p) is str and out and type(out[-1]) is str:
+            out[-1] += p
+        else:
+            out.append(p)
+    return tuple(out)
 
 
 def _message_parts(rule: ir.Rule, compile_expr, as_params) -> list:
-    """The message template as literal texts and (claim field or None, function ``(env, involved lines, extra)
-    -> text``): a claim field's text value is shown without the function."""
+    """The message template as literal texts, (_ROW, expression, function ``env -> value``) for a part that reads
+    only the knowledge row, and (claim field or None, function ``(env, involved lines, extra) -> text``) for the
+    rest: a claim field's text value is shown without the function (kernels.crossrender)."""
     out = []
     for part in rule.message.parts:
         if isinstance(part, str):
@@ -176,20 +171,10 @@ def _message_parts(rule: ir.Rule, compile_expr, as_params) -> list:
             out.append((None, lambda env, involved, extra: _involved_text(involved)))
         elif isinstance(part, ir.Field) and part.name.startswith("@"):
             out.append((None, lambda env, involved, extra, name=part.name[1:]: extra.get(name, "")))
+        elif _of_row(part):
+            out.append((_ROW, part, compile_expr(as_params(part))))
         else:
             fn = compile_expr(as_params(part))
             name = part.name if isinstance(part, ir.Field) and part.name in CLAIM_FIELDS else None
             out.append((name, lambda env, involved, extra, fn=fn: format_fast(fn(env))))
     return out
-
-
-def _values_text(expr, compile_expr, as_params):
-    """``env -> reference.expr_text(expr, env)``: the structure is fixed, only the leaves' values vary."""
-    def leaf(e):
-        fn = compile_expr(as_params(e))
-        return lambda env: format_fast(fn(env))
-    merged = ref.expr_text_parts(expr, leaf)
-    if all(type(p) is str for p in merged):
-        constant = "".join(merged)
-        return lambda env: constant
-    return lambda env: "".join([p if type(p) is str else p(env) for p in merged])

@@ -1,6 +1,6 @@
 """The per-request index kernels of the inline screener's cross-line rules (engine/kernels/_cross.pyx) give
 exactly what their Python twin (cross_twin.py) gives, and the known answers: every line's time, every key
-field's facts (remembered or looked up on a miss), the pools present, a pool's lines, whether a line is
+field's facts (remembered or looked up on a miss), the pools present and their lines, whether a line is
 decided by its code alone — on random requests, lines that are dict subclasses, lines without a time, a code
 or a field; and a line found by identity wherever the search starts."""
 from __future__ import annotations
@@ -16,12 +16,12 @@ from claimaudit.engine.kernels import cross, cross_twin
 _cross = pytest.importorskip("claimaudit.engine.kernels._cross")
 
 NO_FACTS = ((), (), None)
-CODES = ["A", "B", "C", "D", "E", None]
-PLAIN_C = (frozenset({5, 1}), ("psn_no",), ("pair",))  # plain pairs: partner pools, fields of their groups
-PLAIN_E = (frozenset({7}), ("psn_no", "mdtrt_id"), ("pair",))
+CODES = ["A", "B", "C", "D", "E", "F", None]
+PLAIN_C = ((5, 1), ("psn_no",), ("pair",))  # plain pairs: partner pools, fields of their groups
+PLAIN_E = ((7,), ("psn_no", "mdtrt_id"), ("pair",))
 # what a code means: the pools it belongs to, its candidates, its plain pairs
 FACTS = {"A": ((0, 1), ("a",), None), "B": ((1,), (), None), "C": ((5,), (), PLAIN_C), "D": ((2, 0, 3), (), None),
-         "E": ((), (), PLAIN_E)}
+         "E": ((), (), PLAIN_E), "F": ((4, 4), (), None)}  # F: a pool listed twice
 
 
 class Line(dict):
@@ -48,7 +48,7 @@ def requests(draw):
         if draw(st.booleans()):
             line.pop("bilg_dr_codg")  # a field not there at all
         lines.append(Line(line) if draw(st.integers(0, 4)) == 0 else line)
-    remembered = draw(st.sets(st.sampled_from(["A", "B", "C", "D", "E"])))
+    remembered = draw(st.sets(st.sampled_from(["A", "B", "C", "D", "E", "F"])))
     return lines, remembered
 
 
@@ -62,12 +62,14 @@ def test_the_index_equals_the_twin_and_the_known_answers(request):
         memos = ({c: FACTS[c] for c in remembered}, {})
         calls: list = []
         times, facts, present = kernel.index_request(lines, fields, memos, _miss_recorder(calls), NO_FACTS)
-        pools = {pid: kernel.pool_members(facts, times, pid) for pid in (0, 1, 2, 3, 5, 7, 10 + ord("X"), 99)}
+        pools = {pid: present.members(pid) for pid in (0, 1, 2, 3, 4, 5, 7, 10 + ord("X"), 99, -1, "0", 2 ** 40)}
         quiet = [kernel.passed_over(facts[0], times, present, line, i, NO_FACTS) for i, line in enumerate(lines)]
-        results.append((times, facts, present, pools, quiet, calls))
+        contains = {pid: pid in present for pid in pools}
+        disjoint = [present.isdisjoint(pids) for pids in ((), (99,), (0, 99), (1,), (4, "4"))]
+        results.append((times, facts, list(present), len(present), pools, contains, disjoint, quiet, calls))
     compiled, twin = results
     assert compiled == twin
-    times, facts, present, pools, quiet, calls = twin
+    times, facts, present, count, pools, contains, disjoint, quiet, calls = twin
     # known answers: times as sent, facts per field, pools of the timed lines only, misses for unknown codes
     assert times == [line.get("fee_ocur_time") for line in lines]
     for k, line in enumerate(lines):
@@ -78,24 +80,32 @@ def test_the_index_equals_the_twin_and_the_known_answers(request):
         for k in range(len(lines)):
             if times[k] is not None:
                 for pid in facts[f][k][0]:
-                    want.setdefault(pid, []).append(k)
-    assert present == set(want)
+                    if k not in want.setdefault(pid, []):
+                        want[pid].append(k)
+    assert present == sorted(want) and count == len(want)
     assert {pid: m for pid, m in pools.items() if m} == want
+    assert contains == {pid: pid in want for pid in pools}
+    assert disjoint == [not any(p in want for p in pids) for pids in ((), (99,), (0, 99), (1,), (4, "4"))]
     assert {c for f, c in calls if f == "med_list_codg"} <= set(FACTS) - remembered
     for i, line in enumerate(lines):
         got = facts[0][i]
         plain = got[2]
         expected = got is not NO_FACTS and not got[1] and (plain is None or (
-            times[i] is not None and not (plain[0] & present) and all(line.get(n) is not None for n in plain[1])))
+            times[i] is not None and not (set(plain[0]) & set(present)) and all(line.get(n) is not None for n in plain[1])))
         assert quiet[i] == expected
 
 
-def test_pool_ids_are_compared_by_identity():
-    pid = int("1000")  # a pool id is the very object the facts hold; an equal int made elsewhere is not it
-    facts = [[((pid,), (), None)]]
+def test_a_pool_lists_timed_lines_only_in_input_order():
+    facts = [[((3,), (), None), ((3, 2), (), None), ((3,), (), None)]]
     for kernel in (_cross, cross_twin):
-        assert kernel.pool_members(facts, [dt.date(2025, 1, 1)], pid) == [0]
-        assert kernel.pool_members(facts, [None], pid) == []  # a line without a time is in no pool
+        lines = [{"fee_ocur_time": dt.date(2025, 1, 1)}, {"fee_ocur_time": None}, {"fee_ocur_time": dt.date(2025, 1, 2)}]
+        memo = {str(k): facts[0][k] for k in range(3)}
+        for k, line in enumerate(lines):
+            line["med_list_codg"] = str(k)
+        _, _, present = kernel.index_request(lines, ("med_list_codg",), (memo,), None, NO_FACTS)
+        assert present.members(3) == [0, 2]
+        assert present.members(2) == [] and 2 not in present  # a line without a time is in no pool
+        assert present.members(3) is not present.members(3)  # each caller may sort its own list
 
 
 @settings(max_examples=200, deadline=None)
@@ -119,6 +129,9 @@ def test_the_backend_follows_the_switch(monkeypatch):
     assert cross.backend() is cross_twin
     monkeypatch.setenv("CLAIMAUDIT_KERNELS", "cython")
     assert cross.backend() is _cross
+    from claimaudit.engine.kernels import crossrender, crossrender_twin
+    assert crossrender.backend("python") is crossrender_twin
+    assert crossrender.backend("cython").__name__.endswith("_crossrender")
 
 
 # ---- the decision kernel (_crossdecide.pyx and crossdecide_twin.py) ---------------------------------------
@@ -128,7 +141,7 @@ _crossdecide = pytest.importorskip("claimaudit.engine.kernels._crossdecide")
 
 def _verdicts(kernel, req, shape, points, i):
     """The kernel's verdicts and a pair's partners, on its own timeline of the request."""
-    tl = kernel.Timeline(req.lines, req.times, req.facts, req.present)
+    tl = kernel.Timeline(req.lines, req.times, req.present)
     got = kernel.decide(tl, shape, points, i)
     partners = [kernel.partners(tl, shape, pt.fast, pp, i) for pt, pp in points] if shape[0] == 0 else None
     return got, partners
@@ -179,3 +192,47 @@ def test_the_decision_kernel_equals_its_twin():
 
     check()
     assert compared[0] > 100
+
+
+# ---- assembling a violation (_crossrender.pyx and crossrender_twin.py) ----------------------------------
+
+_crossrender = pytest.importorskip("claimaudit.engine.kernels._crossrender")
+
+
+class _Env:
+    def __init__(self, line):
+        self.line = line
+
+    def field(self, name):
+        v = self.line.get(name)
+        return ("missing", name) if v is None else v
+
+
+_VALUES = st.one_of(st.none(), st.text(max_size=4), st.integers(-5, 5), st.floats(allow_nan=False, width=32),
+                    st.just(dt.datetime(2025, 3, 1, 9, 30)), st.just(dt.date(2025, 3, 2)))
+_FIELDS = ("feedetl_sn", "mdtrt_id", "psn_no", "fee_ocur_time", "hilist_name", "cnt", "bilg_dr_codg")
+
+
+@settings(max_examples=300, deadline=None)
+@given(line=st.dictionaries(st.sampled_from(_FIELDS), _VALUES), others=st.lists(st.dictionaries(
+    st.sampled_from(_FIELDS), _VALUES), max_size=3), subclass=st.booleans(),
+    message=st.lists(st.one_of(st.text(max_size=3), st.tuples(st.sampled_from((None, "hilist_name", "cnt")),
+                                                                 st.just(0))), max_size=5))
+def test_a_violation_is_assembled_as_the_twin_does(line, others, subclass, message):
+    """The same fields, in the same order: message parts (texts, claim fields shown as themselves, functions),
+    identifiers, evidence (a field's text as itself, other values formatted), involved lines and finding id."""
+    from claimaudit.engine.kernels import crossrender_twin
+
+    line = Line(line) if subclass else line
+    parts = tuple(p if type(p) is str else (p[0], lambda env, involved, extra: f"<{len(involved)}:{extra}>")
+                  for p in message)
+    got = []
+    for kernel in (_crossrender, crossrender_twin):
+        template = {"rule_code": "R", **dict.fromkeys(("finding_id", "message", "line_id", "evidence", "lines"))}
+        program = kernel.Program(template, ("hilist_name", "cnt", "fee_ocur_time"), repr, lambda t: f"day {t!r}",
+                                 "违规项", "涉及项")
+        values = program.values(line, _Env(line), parts, tuple(others), "x", "R\x1f-\x1f", None,
+                                (("k.text", "t"),), 1.5, "f")
+        got.append(list(values.items()))
+        assert template["finding_id"] is None  # the template is copied, never written to
+    assert got[0] == got[1]

@@ -4,7 +4,8 @@ cross_twin.py (same signatures, same results; tests/test_cross_kernels.py)."""
 from cpython.dict cimport PyDict_GetItemWithError, PyDict_CheckExact
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from cpython.set cimport PySet_Add
+from cpython.long cimport PyLong_AsLong, PyLong_CheckExact
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.ref cimport PyObject
 
 _TIME = "fee_ocur_time"
@@ -19,17 +20,104 @@ cdef inline object _get(object line, object key):
     return line.get(key)
 
 
+cdef class Pools:
+    """The pools present in a request and their lines (in input order): see cross_twin.Pools. An open-addressing
+    hash of pool ids, each with a chain of its lines: one allocation per request instead of a Python set that
+    grows, and a pool's lines listed without scanning the request again."""
+    cdef int* slot_pid  # pool id per slot, -1: empty
+    cdef int* slot_head  # per slot, the entry of the pool's last line
+    cdef int* entry_line
+    cdef int* entry_next  # the entry of the pool's line before (-1: none)
+    cdef Py_ssize_t mask, count, entries
+
+    def __cinit__(self, Py_ssize_t capacity):
+        cdef Py_ssize_t size = 8, k
+        while size < 2 * capacity:
+            size *= 2
+        self.mask = size - 1
+        self.slot_pid = <int*>PyMem_Malloc((2 * size + 2 * max(capacity, 1)) * sizeof(int))
+        if self.slot_pid == NULL:
+            raise MemoryError()
+        self.slot_head = self.slot_pid + size
+        self.entry_line = self.slot_head + size
+        self.entry_next = self.entry_line + max(capacity, 1)
+        for k in range(size):
+            self.slot_pid[k] = -1
+
+    def __dealloc__(self):
+        PyMem_Free(self.slot_pid)
+
+    cdef inline Py_ssize_t _slot(self, long pid) noexcept:
+        """The slot holding ``pid``, or the empty slot where it would go."""
+        cdef Py_ssize_t s = <Py_ssize_t>((<unsigned long>pid * 2654435761UL) & self.mask)
+        while self.slot_pid[s] != -1 and self.slot_pid[s] != pid:
+            s = (s + 1) & self.mask
+        return s
+
+    cdef inline void add(self, long pid, int line) noexcept:
+        """Line ``line`` is in pool ``pid`` (lines come in input order; a line listed twice is kept once)."""
+        cdef Py_ssize_t s = self._slot(pid), e
+        if self.slot_pid[s] == -1:
+            self.slot_pid[s] = pid
+            self.slot_head[s] = -1
+            self.count += 1
+        elif self.entry_line[self.slot_head[s]] == line:
+            return
+        e = self.entries
+        self.entries += 1
+        self.entry_line[e] = line
+        self.entry_next[e] = self.slot_head[s]
+        self.slot_head[s] = e
+
+    cdef inline bint has(self, object pid) except -1:
+        cdef long v
+        if not PyLong_CheckExact(pid):
+            return False
+        v = PyLong_AsLong(pid)
+        return 0 <= v < 0x7fffffff and self.slot_pid[self._slot(v)] == v
+
+    def __contains__(self, pid):
+        return self.has(pid)
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        return iter(sorted([self.slot_pid[s] for s in range(self.mask + 1) if self.slot_pid[s] != -1]))
+
+    def isdisjoint(self, pids) -> bool:
+        for pid in pids:
+            if self.has(pid):
+                return False
+        return True
+
+    cpdef list members(self, pid):
+        """The lines of pool ``pid``, in input order ([] when it is not present)."""
+        cdef list out = []
+        cdef int e
+        cdef Py_ssize_t s
+        if not self.has(pid):
+            return out
+        s = self._slot(PyLong_AsLong(pid))
+        e = self.slot_head[s]
+        while e != -1:
+            out.append(self.entry_line[e])
+            e = self.entry_next[e]
+        out.reverse()
+        return out
+
+
 def index_request(list lines, tuple fields, tuple memos, miss, tuple no_facts):
     """(times, facts, present) of a request's lines: see cross_twin.index_request."""
-    cdef Py_ssize_t n = PyList_GET_SIZE(lines), k, j, f, nf = len(fields)
+    cdef Py_ssize_t n = PyList_GET_SIZE(lines), k, j, f, nf = len(fields), total = 0
     cdef list times = [None] * n
     cdef list per
     cdef list facts = []
-    cdef set present = set()
     cdef dict memo
     cdef object line, code, got, field
     cdef PyObject* hit
     cdef tuple pids
+    cdef Pools present
     time_key = _TIME
     for k in range(n):
         times[k] = _get(<object>PyList_GET_ITEM(lines, k), time_key)
@@ -46,53 +134,45 @@ def index_request(list lines, tuple fields, tuple memos, miss, tuple no_facts):
                 hit = PyDict_GetItemWithError(memo, code)
                 got = miss(field, code) if hit == NULL else <object>hit
             per[k] = got
-            if times[k] is not None:
-                pids = <tuple>got[0]
-                for j in range(PyTuple_GET_SIZE(pids)):
-                    PySet_Add(present, <object>PyTuple_GET_ITEM(pids, j))
+            if <object>PyList_GET_ITEM(times, k) is not None:
+                total += PyTuple_GET_SIZE(<tuple>got[0])
         facts.append(per)
-    return times, facts, present
-
-
-cdef inline bint _holds(tuple items, object x):
-    """Whether ``x`` itself (not an equal object) is one of ``items``."""
-    cdef Py_ssize_t j
-    cdef PyObject* p = <PyObject*>x
-    for j in range(PyTuple_GET_SIZE(items)):
-        if PyTuple_GET_ITEM(items, j) == p:
-            return True
-    return False
-
-
-def pool_members(list facts, list times, pid):
-    """The lines of pool ``pid``: see cross_twin.pool_members."""
-    cdef Py_ssize_t n = PyList_GET_SIZE(times), k, f, nf = PyList_GET_SIZE(facts)
-    cdef list out = []
-    cdef list per
-    for k in range(n):
+    present = Pools(total)
+    for k in range(n):  # line by line (not field by field): each pool's lines in input order
         if <object>PyList_GET_ITEM(times, k) is None:
             continue
         for f in range(nf):
-            per = <list>PyList_GET_ITEM(facts, f)
-            if _holds(<tuple>(<tuple>PyList_GET_ITEM(per, k))[0], pid):
-                out.append(k)
-                break
-    return out
+            pids = <tuple>(<tuple>PyList_GET_ITEM(<list>PyList_GET_ITEM(facts, f), k))[0]
+            for j in range(PyTuple_GET_SIZE(pids)):
+                present.add(_pool_id(<object>PyTuple_GET_ITEM(pids, j)), <int>k)
+    return times, facts, present
 
 
-def passed_over(list facts, list times, set present, line, Py_ssize_t i, tuple no_facts):
+cdef inline long _pool_id(object pid) except -1:
+    """A pool id as a C integer (CrossLineRules.pool_id counts from 0)."""
+    cdef long v = PyLong_AsLong(pid)
+    if not 0 <= v < 0x7fffffff:
+        raise ValueError(f"pool id out of range: {pid!r}")
+    return v
+
+
+def passed_over(list facts, list times, Pools present, line, Py_ssize_t i, tuple no_facts):
     """Whether line ``i`` is decided by its code alone: see cross_twin.passed_over."""
     cdef tuple got = <tuple>facts[i]
     cdef object plain
-    cdef tuple needs
+    cdef tuple needs, partners
     cdef Py_ssize_t j
     if got is no_facts or PyTuple_GET_SIZE(<tuple>got[1]):
         return False
     plain = got[2]
     if plain is None:
         return True
-    if times[i] is None or not present.isdisjoint((<tuple>plain)[0]):
+    if times[i] is None:
         return False
+    partners = <tuple>(<tuple>plain)[0]
+    for j in range(PyTuple_GET_SIZE(partners)):
+        if present.has(<object>PyTuple_GET_ITEM(partners, j)):
+            return False
     needs = <tuple>(<tuple>plain)[1]
     for j in range(PyTuple_GET_SIZE(needs)):
         if _get(line, <object>PyTuple_GET_ITEM(needs, j)) is None:

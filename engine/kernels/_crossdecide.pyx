@@ -73,27 +73,17 @@ cdef int _by_key(const void* a, const void* b) noexcept nogil:
     return -1 if x.line < y.line else (1 if x.line > y.line else 0)
 
 
-cdef inline bint _holds(tuple items, object x):
-    """Whether ``x`` itself (not an equal object) is one of ``items``."""
-    cdef Py_ssize_t j
-    cdef PyObject* p = <PyObject*>x
-    for j in range(PyTuple_GET_SIZE(items)):
-        if PyTuple_GET_ITEM(items, j) == p:
-            return True
-    return False
-
-
 cdef class Timeline:
     """A request's lines in the total order: see crossdecide_twin.Timeline."""
-    cdef list lines, times, facts
+    cdef list lines, times
     cdef object present
     cdef Py_ssize_t n
     cdef long long* keys
     cdef dict _pools, _groups
 
-    def __cinit__(self, list lines, list times, list facts, set present):
+    def __cinit__(self, list lines, list times, present):
         cdef Py_ssize_t k
-        self.lines, self.times, self.facts, self.present = lines, times, facts, present
+        self.lines, self.times, self.present = lines, times, present
         self.n = PyList_GET_SIZE(times)
         self.keys = <long long*>PyMem_Malloc(max(self.n, 1) * sizeof(long long))
         if self.keys == NULL:
@@ -181,20 +171,11 @@ cdef class Timeline:
     cdef list pool(self, pid):
         """The lines of a pool in the total order; raises Undecided when two share a place."""
         cdef PyObject* hit = PyDict_GetItemWithError(self._pools, pid)
-        cdef list got, per
-        cdef Py_ssize_t k, f, nf = PyList_GET_SIZE(self.facts)
+        cdef list got
         if hit != NULL:
             got = <list>hit if <object>hit is not None else None
         else:
-            got = []
-            for k in range(self.n):
-                if <object>PyList_GET_ITEM(self.times, k) is None:
-                    continue
-                for f in range(nf):
-                    per = <list>PyList_GET_ITEM(self.facts, f)
-                    if _holds(<tuple>(<tuple>PyList_GET_ITEM(per, k))[0], pid):
-                        got.append(k)
-                        break
+            got = self.present.members(pid)  # as the request's index lists them, in input order
             self._pools[pid] = got
             if self.order(got):
                 got = self._pools[pid] = None

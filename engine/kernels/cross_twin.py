@@ -4,11 +4,41 @@ twin of ``_cross.pyx``, selected with ``CLAIMAUDIT_KERNELS=python``. Same signat
 
 A request's lines are indexed once: each line's time of service and what its code means (``facts``: the pool
 ids the line belongs to, its candidates, its plain pairs — remembered across requests by the caller), and the
-set of pool ids present. A pool's lines are listed only when a rule asks for them (most pools are never
-asked for: one line's code matches several knowledge rows, a few rules look at them)."""
+pools present with their lines (``Pools``: listed as the index goes, so a rule asking for a pool's lines looks
+them up instead of scanning the request again; most pools are never asked for)."""
 from __future__ import annotations
 
 _TIME = "fee_ocur_time"
+
+
+class Pools:
+    """The pools present in a request (ids of pools with a timed line) and each one's lines, in input order."""
+
+    def __init__(self):
+        self._members: dict = {}  # pool id -> its lines
+
+    def add(self, pid: int, line: int) -> None:
+        got = self._members.get(pid)
+        if got is None:
+            self._members[pid] = [line]
+        elif got[-1] != line:  # a line listed twice is kept once
+            got.append(line)
+
+    def __contains__(self, pid) -> bool:
+        return type(pid) is int and pid in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __iter__(self):
+        return iter(sorted(self._members))
+
+    def isdisjoint(self, pids) -> bool:
+        return not any(pid in self for pid in pids)
+
+    def members(self, pid) -> list:
+        """The lines of pool ``pid``, in input order ([] when it is not present)."""
+        return list(self._members[pid]) if pid in self else []
 
 
 def index_request(lines: list, fields: tuple, memos: tuple, miss, no_facts: tuple) -> tuple:
@@ -16,14 +46,14 @@ def index_request(lines: list, fields: tuple, memos: tuple, miss, no_facts: tupl
 
     ``times``: each line's ``fee_ocur_time`` (None: no time of service). ``facts``: per key field (in
     ``fields`` order) each line's facts — ``memos[f][code]``, else ``miss(field, code)`` (which remembers
-    them), ``no_facts`` for a line without the field; ``facts[0]`` of a line are the pool ids it belongs to.
-    ``present``: the pool ids of the lines that have a time of service (a line without one is in no pool)."""
+    them), ``no_facts`` for a line without the field; ``facts[0]`` of a line are the pool ids (ints from 0) it
+    belongs to. ``present``: the pools of the lines that have a time of service (a line without one is in no
+    pool), with their lines (Pools)."""
     times = [line.get(_TIME) for line in lines]
     facts = []
-    present: set = set()
     for field, memo in zip(fields, memos):
         per = []
-        for k, line in enumerate(lines):
+        for line in lines:
             code = line.get(field)
             if code is None:
                 got = no_facts
@@ -32,28 +62,17 @@ def index_request(lines: list, fields: tuple, memos: tuple, miss, no_facts: tupl
                 if got is None:
                     got = miss(field, code)
             per.append(got)
-            if times[k] is not None:
-                present.update(got[0])
         facts.append(per)
+    present = Pools()
+    for k in range(len(lines)):  # line by line (not field by field): each pool's lines in input order
+        if times[k] is not None:
+            for per in facts:
+                for pid in per[k][0]:
+                    present.add(pid, k)
     return times, facts, present
 
 
-def pool_members(facts: list, times: list, pid) -> list:
-    """The lines of pool ``pid`` (with a time of service, whose facts list it), in input order. Pool ids are
-    compared by identity: ``pid`` must be the object the facts hold (CrossLineRules.pool_id hands out one
-    object per pool)."""
-    out = []
-    for k in range(len(times)):
-        if times[k] is None:
-            continue
-        for per in facts:
-            if any(p is pid for p in per[k][0]):
-                out.append(k)
-                break
-    return out
-
-
-def passed_over(facts: list, times: list, present: set, line, i: int, no_facts: tuple) -> bool:
+def passed_over(facts: list, times: list, present: Pools, line, i: int, no_facts: tuple) -> bool:
     """Whether line ``i`` (``line``) is decided by its code alone (one key field: ``facts`` of it): it is a
     candidate of no rule but plain pairs, and no line of the request matches the other side of any of those,
     whose window is known (a time of service; the fields their groups are made of are there)."""

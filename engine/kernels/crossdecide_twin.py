@@ -39,8 +39,9 @@ class Timeline:
     """A request's lines in the total order, as the decision kernel needs them: each line's time key and day
     (worked out on first use), the lines of a pool in order (listed once per request)."""
 
-    def __init__(self, lines: list, times: list, facts: list, present: set):
-        self.lines, self.times, self.facts, self.present = lines, times, facts, present
+    def __init__(self, lines: list, times: list, present):
+        """``present``: the request's pools (kernels.cross Pools)."""
+        self.lines, self.times, self.present = lines, times, present
         self._keys: dict = {}  # line -> time key (µs) or None when the time is not a naive datetime or date
         self._pools: dict = {}  # pool id -> its lines in the total order, or None when two share a place
         self._groups: dict = {}  # (rule slot, group) -> the group's lines in the total order
@@ -76,12 +77,12 @@ class Timeline:
         return any(self.compare(a, b) == 0 for a, b in zip(members, members[1:]))
 
     def pool(self, pid) -> list:
-        """The lines of a pool (whose facts list ``pid``) in the total order; Undecided when two share a place."""
+        """The lines of a pool (as the request's index lists them) in the total order; Undecided when two share a
+        place."""
         if pid in self._pools:
             got = self._pools[pid]
         else:
-            got = [k for k in range(len(self.times)) if self.times[k] is not None
-                   and any(any(p is pid for p in per[k][0]) for per in self.facts)]
+            got = self.present.members(pid)
             got = self._pools[pid] = None if self.order(got) else got
         if got is None:
             raise Undecided
