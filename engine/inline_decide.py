@@ -130,6 +130,8 @@ class DecisionIndex:
     def decide_lines(self, lines: list, current=None) -> dict:
         """{index: (lv, hits)} for the lines (current ones only, unless ``current`` is None) that trip any
         candidate; ``lv`` holds the line's derived values for rendering."""
+        if not (self.exact or self.prefix or self.others):  # a pack of cross-line rules only: nothing to decide
+            return {}
         out = self.kernels.decide_lines(lines, current, self.exact, self.prefix, self.lengths)
         if self.others:
             for i, line in enumerate(lines):
