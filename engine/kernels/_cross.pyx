@@ -1,6 +1,7 @@
 # cython: language_level=3
 """The inline screener's per-request index for cross-line rules (engine/inline_cross.py). Twin:
 cross_twin.py (same signatures, same results; tests/test_cross_kernels.py)."""
+from claimaudit.engine.kernels._dicts cimport dict_get as _get
 from cpython.dict cimport PyDict_GetItemWithError, PyDict_CheckExact
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
@@ -9,15 +10,6 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.ref cimport PyObject
 
 _TIME = "fee_ocur_time"
-
-
-cdef inline object _get(object line, object key):
-    """``line.get(key)``; a plain dict without a method call."""
-    cdef PyObject* v
-    if PyDict_CheckExact(line):
-        v = PyDict_GetItemWithError(line, key)
-        return None if v == NULL else <object>v
-    return line.get(key)
 
 
 cdef class Pools:

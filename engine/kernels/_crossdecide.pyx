@@ -2,6 +2,7 @@
 """Deciding the usual cross-line rules of a request in one call per (rule, line): see crossdecide_twin.py
 (same signatures, same results; tests/test_cross_kernels.py). Time keys are C integers, worked out on first
 use; lines are compared by them and, only when times are equal, by (encounter, line id)."""
+from claimaudit.engine.kernels._dicts cimport dict_get as _get
 from cpython.datetime cimport (import_datetime, PyDateTime_CheckExact, PyDate_CheckExact, datetime_tzinfo,
                                datetime_year, datetime_month, datetime_day, date_year, date_month, date_day,
                                datetime_hour, datetime_minute, datetime_second, datetime_microsecond)
@@ -28,15 +29,6 @@ cdef long long _DAY_US = 86400000000LL
 cdef long long _UNSET = -1  # time key not worked out yet
 cdef long long _NO_KEY = -2  # not a naive datetime or a date: the line is left to inline_cross
 cdef int[13] _DAYS_BEFORE_MONTH = [0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334]
-
-
-cdef inline object _get(object line, object key):
-    """``line.get(key)``; a plain dict without a method call."""
-    cdef PyObject* v
-    if PyDict_CheckExact(line):
-        v = PyDict_GetItemWithError(line, key)
-        return None if v == NULL else <object>v
-    return line.get(key)
 
 
 cdef inline long long _ordinal(int y, int m, int d):

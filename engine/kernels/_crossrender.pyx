@@ -4,21 +4,13 @@ tests/test_cross_kernels.py). The message, evidence and involved lines are joine
 comprehensions in Python: one call per violation."""
 import hashlib
 
+from claimaudit.engine.kernels._dicts cimport dict_get as _get
 from cpython.dict cimport PyDict_GetItemWithError, PyDict_CheckExact, PyDict_Copy, PyDict_SetItem
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.ref cimport PyObject
 
 cdef object _sha1 = hashlib.sha1
 cdef str _SEP = "\x1f"
-
-
-cdef inline object _get(object line, object key):
-    """``line.get(key)``; a plain dict without a method call."""
-    cdef PyObject* v
-    if PyDict_CheckExact(line):
-        v = PyDict_GetItemWithError(line, key)
-        return None if v == NULL else <object>v
-    return line.get(key)
 
 
 cdef class Program:
