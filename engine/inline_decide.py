@@ -118,6 +118,7 @@ class DecisionIndex:
         self.exact = {k: tuple(v) for k, v in exact.items()}
         self.prefix = {k: tuple(v) for k, v in prefix.items()}
         self.lengths = tuple(sorted(lengths))
+        self.empty = not (exact or prefix or self.others)  # a pack of cross-line rules only: nothing to decide
 
     def decide(self, line: dict, lv: dict) -> list:
         """(rule index, point, outcome) of every candidate the line trips, unsorted, possibly repeated."""
@@ -130,7 +131,7 @@ class DecisionIndex:
     def decide_lines(self, lines: list, current=None) -> dict:
         """{index: (lv, hits)} for the lines (current ones only, unless ``current`` is None) that trip any
         candidate; ``lv`` holds the line's derived values for rendering."""
-        if not (self.exact or self.prefix or self.others):  # a pack of cross-line rules only: nothing to decide
+        if self.empty:
             return {}
         out = self.kernels.decide_lines(lines, current, self.exact, self.prefix, self.lengths)
         if self.others:
