@@ -292,9 +292,10 @@ class Screener:
         results, insufficient = [], []
         rules, renderers = self.ruleset.rules, self.renderers
         made = renderers.made  # rule index -> its renderer, once made
-        for i, line in enumerate(lines):
-            if current is not None and line["feedetl_sn"] not in current:
-                continue
+        indexes = self.cross.kernels.current_lines(lines, current)
+        cross_hits = dict(cross.decide_current(indexes)) if cross is not None else None
+        for i in indexes:
+            line = lines[i]
             got = decided.get(i)
             if got is not None:
                 lv, hits = got
@@ -304,8 +305,8 @@ class Screener:
                     renderer = made.get(rule_index) or renderers[rule_index]
                     violation, entry = renderer.result(line, lv, point, outcome)
                     (results if violation else insufficient).append(entry)
-            if cross is not None:
-                for f in cross.screen(line):
+            if cross_hits:
+                for f in cross.render_hits(cross_hits.get(i)):
                     if f.outcome == VIOLATION:
                         results.append(to_3101_result(f))
                     else:
@@ -320,13 +321,13 @@ class Screener:
         wanted = set(rule_ids) if rule_ids else None
         cross = self.cross.request(lines, wanted) if self.cross.rules else None  # ordered and indexed once
         decided = self.decisions.decide_lines(lines, current)  # every line's candidates in one kernel call
-        for i, line in enumerate(lines):
-            if current is not None and line["feedetl_sn"] not in current:
-                continue
+        indexes = self.cross.kernels.current_lines(lines, current)
+        cross_hits = dict(cross.decide_current(indexes)) if cross is not None else None
+        for i in indexes:
             if i in decided:
-                out.extend(self._render_hits(line, *decided[i], wanted, brief))
-            if cross is not None:
-                out.extend(cross.screen(line))
+                out.extend(self._render_hits(lines[i], *decided[i], wanted, brief))
+            if cross_hits:
+                out.extend(cross.render_hits(cross_hits.get(i)))
         return out
 
     def decide_line(self, line: dict, lv: dict | None = None) -> list:

@@ -873,10 +873,26 @@ class CrossRequest:
             v = values[i] = self.rules.tests.fns[tid](self.env(i))
         return v
 
-    # ---- screening one current line ----
+    # ---- screening the current lines ----
+    def decide_current(self, indexes: list) -> list:
+        """(line index, hits) of the current lines ``indexes`` (ascending) that have hits, each line's hits as
+        ``decisions`` gives them: the usual request (every rule keyed on one field, no rule filter) in one kernel
+        call."""
+        if self.rules.quick and self.wanted is None:
+            return self.kernels.decide_current(self, indexes, _NO_FACTS, _slot)
+        lines, out = self.lines, []
+        for i in indexes:
+            hits = self.decisions(lines[i], i)
+            if hits:
+                out.append((i, hits))
+        return out
+
     def screen(self, line: dict) -> list[Finding]:
         """Findings of every cross-line rule on one current line, in rule order."""
-        hits = self.decisions(line)
+        return self.render_hits(self.decisions(line))
+
+    def render_hits(self, hits) -> list[Finding]:
+        """The findings of one line's hits (``decisions``; None or []: none)."""
         return [f for hit in hits for f in self.render(hit)] if hits else []
 
     def decisions(self, line: dict, i: int | None = None) -> list:

@@ -7,9 +7,11 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.long cimport PyLong_AsLong, PyLong_CheckExact
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.set cimport PyAnySet_CheckExact, PySet_Contains
 from cpython.ref cimport PyObject
 
 _TIME = "fee_ocur_time"
+cdef str _LINE_ID = "feedetl_sn"
 
 
 cdef class Pools:
@@ -185,3 +187,75 @@ def position(list lines, line, Py_ssize_t start):
         if PyList_GET_ITEM(lines, k) == p:
             return k
     return -1
+
+
+def current_lines(list lines, current):
+    """The indexes of the current lines: see cross_twin.current_lines."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(lines), k
+    cdef list out = []
+    cdef object line
+    cdef PyObject* got
+    cdef bint plain = PyAnySet_CheckExact(current)
+    if current is None:
+        return list(range(n))
+    for k in range(n):
+        line = <object>PyList_GET_ITEM(lines, k)
+        if not PyDict_CheckExact(line):
+            if line["feedetl_sn"] in current:
+                out.append(k)
+            continue
+        got = PyDict_GetItemWithError(line, _LINE_ID)
+        if got == NULL:
+            raise KeyError(_LINE_ID)
+        if (PySet_Contains(current, <object>got) == 1) if plain else (<object>got in current):
+            out.append(k)
+    return out
+
+
+def decide_current(req, list indexes, tuple no_facts, by_slot):
+    """(line index, hits) of the current lines with hits: see cross_twin.decide_current."""
+    cdef list lines = req.lines, times = req.times, facts = <list>(<list>req.facts)[0], out = [], hits
+    cdef Pools present = req.present
+    cdef tuple got, cands, entry
+    cdef object plain
+    cdef Py_ssize_t i, j, k
+    cdef bint alone
+    decide = req._decide
+    for k in range(PyList_GET_SIZE(indexes)):
+        i = PyLong_AsLong(<object>PyList_GET_ITEM(indexes, k))
+        got = <tuple>PyList_GET_ITEM(facts, i)
+        if got is no_facts:
+            hits = req.decisions(<object>PyList_GET_ITEM(lines, i), i)
+        else:
+            cands = <tuple>PyTuple_GET_ITEM(got, 1)
+            plain = <object>PyTuple_GET_ITEM(got, 2)
+            alone = plain is None or _alone(times, present, <object>PyList_GET_ITEM(lines, i), <tuple>plain, i)
+            if alone and not PyTuple_GET_SIZE(cands):
+                continue
+            hits = []
+            if not alone:
+                for entry in <tuple>(<tuple>plain)[2]:
+                    decide(<object>PyTuple_GET_ITEM(entry, 0), i, <object>PyTuple_GET_ITEM(entry, 1), hits)
+            for j in range(PyTuple_GET_SIZE(cands)):
+                entry = <tuple>PyTuple_GET_ITEM(cands, j)
+                decide(<object>PyTuple_GET_ITEM(entry, 0), i, <object>PyTuple_GET_ITEM(entry, 1), hits)
+            if PyList_GET_SIZE(hits) > 1:
+                hits.sort(key=by_slot)
+        if hits:
+            out.append((i, hits))
+    return out
+
+
+cdef bint _alone(list times, Pools present, object line, tuple plain, Py_ssize_t i) except -1:
+    """No partner of line ``i``'s plain pairs is in the request, and their window is known: see cross_twin._alone."""
+    cdef tuple partners = <tuple>plain[0], needs = <tuple>plain[1]
+    cdef Py_ssize_t j
+    if <object>PyList_GET_ITEM(times, i) is None:
+        return False
+    for j in range(PyTuple_GET_SIZE(partners)):
+        if present.has(<object>PyTuple_GET_ITEM(partners, j)):
+            return False
+    for j in range(PyTuple_GET_SIZE(needs)):
+        if _get(line, <object>PyTuple_GET_ITEM(needs, j)) is None:
+            return False
+    return True

@@ -319,8 +319,11 @@ cdef inline bint _is_current(dict order):
     if got == NULL or <object>got is None:
         return True
     flag = <object>got
-    if PyUnicode_CheckExact(flag) and flag == "1":
-        return True
+    if PyUnicode_CheckExact(flag) and PyUnicode_GET_LENGTH(flag) == 1:  # "1" or "0", as the interface sends it
+        if PyUnicode_READ_CHAR(flag, 0) == 49:
+            return True
+        if PyUnicode_READ_CHAR(flag, 0) == 48:
+            return False
     return str(flag).strip() in ("", "1")
 
 

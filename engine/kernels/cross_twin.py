@@ -100,3 +100,49 @@ def position(lines: list, line, start: int) -> int:
         if lines[k] is line:
             return k
     return -1
+
+
+def current_lines(lines: list, current) -> list:
+    """The indexes of the current lines: those whose ``feedetl_sn`` is in ``current`` (every line when None)."""
+    if current is None:
+        return list(range(len(lines)))
+    return [k for k, line in enumerate(lines) if line["feedetl_sn"] in current]
+
+
+def decide_current(req, indexes: list, no_facts: tuple, by_slot) -> list:
+    """(line index, hits) of the current lines ``indexes`` that have hits, each line's hits as
+    ``CrossRequest.decisions`` gives them, for a request whose rules are all keyed on one field
+    (``CrossLineRules.quick``) and not narrowed to some rules. A line whose code is missing goes to ``decisions``
+    itself; a line with plain pairs only, none of whose partners is in scope, is passed over (``passed_over``)."""
+    lines, times, facts, present, decide = req.lines, req.times, req.facts[0], req.present, req._decide
+    out = []
+    for i in indexes:
+        got = facts[i]
+        if got is no_facts:
+            hits = req.decisions(lines[i], i)
+        else:
+            cands, plain = got[1], got[2]
+            alone = plain is None or _alone(times, present, lines[i], plain, i)
+            if alone and not cands:
+                continue
+            hits = []
+            if not alone:
+                for c, points in plain[2]:
+                    decide(c, i, points, hits)
+            for c, points in cands:
+                decide(c, i, points, hits)
+            if len(hits) > 1:
+                hits.sort(key=by_slot)
+        if hits:
+            out.append((i, hits))
+    return out
+
+
+def _alone(times: list, present: Pools, line, plain: tuple, i: int) -> bool:
+    """No partner of line ``i``'s plain pairs is in the request, and their window is known (CrossRequest._alone)."""
+    if times[i] is None or not present.isdisjoint(plain[0]):
+        return False
+    for name in plain[1]:
+        if line.get(name) is None:
+            return False
+    return True
