@@ -19,6 +19,7 @@ from claimaudit.dsl.diagnostics import Diagnostic, render
 from claimaudit.dsl.ruleset import Ruleset, load_ruleset
 
 from .findings import INSUFFICIENT, VIOLATION, findings_table, screen_response
+from .partitioned import DEFAULT_PARTITION_LINES
 from .reference import ReferenceEngine
 from .testing import run_examples
 
@@ -151,14 +152,24 @@ def test(path, verbose):
 @click.option("--executor", type=click.Choice(["batch", "reference"]), default="batch", show_default=True,
               help="batch: compiled families over Arrow columns; reference: the rule-by-rule oracle.")
 @click.option("--profile", "profile", type=click.Path(), help=PROFILE_HELP)
-def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profile):
+@click.option("--partitions", "partitions", metavar="N",
+              help="Audit in N partitions by patient (psn_no), one at a time, for input larger than memory; "
+              "1 holds the whole input in memory. Default: from the input's line count and --partition-lines. "
+              "Findings and quarantine are the same either way.")
+@click.option("--partition-lines", "partition_lines", metavar="LINES", default=str(DEFAULT_PARTITION_LINES),
+              show_default=True, help="Lines per partition when --partitions is not given.")
+@click.option("--temp-dir", "temp_dir", type=click.Path(),
+              help="Where partition files are written (removed afterwards). Default: the system's temporary "
+              "directory (TMPDIR).")
+def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profile, partitions, partition_lines,
+          temp_dir):
     """Audit a batch of claim lines (Parquet or CSV, national field names) after settlement (事后)."""
-    from dataclasses import replace
-
-    from claimaudit.connectors.claims import ClaimsError, check_columns, lines_from_records, read_table
-    from claimaudit.connectors.netting import net_table
+    from claimaudit.connectors.claims import ClaimsError
+    from claimaudit.connectors.partition import PartitionError
     from claimaudit.connectors.sinks import SinkError, write_records, write_table
 
+    asked = _count_option("--partitions", partitions) if partitions is not None else None
+    budget = _count_option("--partition-lines", partition_lines)
     plan = _load_plan_or_exit(rules_path, profile)
     rs = plan.ruleset
     wanted = _stages(stages)
@@ -167,38 +178,100 @@ def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profi
     started = time.perf_counter()
     try:
         if executor == "reference":
-            engine = ReferenceEngine(rs, stages=wanted)
-            table = read_table(Path(claims))
+            if asked is not None and asked > 1:
+                _fail("--partitions applies to --executor batch (the reference interpreter is the oracle, "
+                      "for small inputs)")
+            outcome = _audit_in_memory(ReferenceEngine(rs, stages=wanted), claims, executor)
         else:
             from .batch import BatchEngine
             engine = BatchEngine(plan, stages=wanted)
-            table = read_table(Path(claims), select=engine.columns_to_read)
-        check_columns(Path(claims), table.column_names, engine.rules)
-        table, input_rows, set_aside = net_table(table)  # invalid lines out, refunds netted
-        if executor == "reference":
-            lines, quarantined = lines_from_records(table.to_pylist())
-            findings = list(engine.run(lines))
-        else:
-            hits, columns = engine.run_table(table)
-            findings = engine.findings(hits, columns)
-            quarantined = columns.quarantined()
-        n_lines = table.num_rows - len(quarantined)
-        quarantined = sorted([replace(q, row=int(input_rows[q.row - 1])) for q in quarantined] + set_aside,
-                             key=lambda q: q.row)
-    except ClaimsError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_USAGE)
+            outcome = _audit_batch(engine, claims, asked, budget, temp_dir)
+    except (ClaimsError, PartitionError) as e:
+        _fail(str(e))
     elapsed = time.perf_counter() - started
     out = Path(out_path) if out_path else Path(claims).with_name("findings.parquet")
     qpath = Path(quarantine_path) if quarantine_path else out.with_name(out.stem + ".quarantine" + out.suffix)
+    quarantined = outcome.quarantined
     try:
-        write_table(findings_table(findings), out)
+        write_table(outcome.findings, out)
         if quarantined:
             write_records([q.to_record() for q in quarantined], qpath)
     except (SinkError, OSError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_USAGE)
-    _print_summary(rs, findings, n_lines, quarantined, elapsed, out, qpath)
+        _fail(str(e))
+    _print_summary(rs, outcome.findings, outcome.n_lines, quarantined, elapsed, out, qpath)
+
+
+def _fail(message: str):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _count_option(name: str, text: str) -> int:
+    """A whole number ≥ 1 given to ``name``, or a one-line error."""
+    try:
+        n = int(str(text).replace("_", "").replace(",", ""))
+    except ValueError:
+        n = 0
+    if n < 1:
+        _fail(f"{name} takes a whole number of at least 1, not {text!r}")
+    return n
+
+
+def _audit_batch(engine, claims: str, asked: int | None, budget: int, temp_dir: str | None):
+    """The batch audit: in memory, or partition by partition when asked (or when the input exceeds ``budget``
+    lines) and the rules allow it."""
+    from claimaudit.connectors.claims import check_columns
+    from claimaudit.connectors.partition import ClaimsSource
+
+    from .partitioned import audit_partitioned, partitions_for, scope_problem
+    if asked == 1:
+        return _audit_in_memory(engine, claims, "batch")
+    source = ClaimsSource(Path(claims), select=engine.columns_to_read)
+    k = asked if asked is not None else partitions_for(source.row_count(), budget)
+    if k > 1:
+        problem = scope_problem(engine)
+        if problem and asked is not None:
+            _fail(f"--partitions {asked}: {problem}; use --partitions 1")
+        if problem:
+            click.echo(f"note: {problem}; auditing the whole input in memory", err=True)
+            k = 1
+    if k == 1:
+        return _audit_in_memory(engine, claims, "batch")
+    check_columns(Path(claims), source.names, engine.rules)  # before any partition is written
+    outcome = audit_partitioned(engine, source, k, temp_dir)
+    click.echo(f"{k} partitions by patient (psn_no), audited one after another")
+    merged = sum(1 for g in outcome.groups if len(g) > 1)
+    if merged:
+        click.echo(f"note: some encounter ids hold lines of patients in different partitions; {merged} group(s) "
+                   "of partitions were audited together to keep each encounter whole", err=True)
+    return outcome
+
+
+def _audit_in_memory(engine, claims: str, executor: str):
+    """The whole input in memory (connectors/claims.py ``read_table``)."""
+    from dataclasses import replace
+
+    from claimaudit.connectors.claims import check_columns, lines_from_records, read_table
+    from claimaudit.connectors.netting import net_table
+
+    from .partitioned import AuditOutcome
+    if executor == "reference":
+        table = read_table(Path(claims))
+    else:
+        table = read_table(Path(claims), select=engine.columns_to_read)
+    check_columns(Path(claims), table.column_names, engine.rules)
+    table, input_rows, set_aside = net_table(table)  # invalid lines out, refunds netted
+    if executor == "reference":
+        lines, quarantined = lines_from_records(table.to_pylist())
+        findings = list(engine.run(lines))
+    else:
+        hits, columns = engine.run_table(table)
+        findings = engine.findings(hits, columns)
+        quarantined = columns.quarantined()
+    n_lines = table.num_rows - len(quarantined)
+    quarantined = sorted([replace(q, row=int(input_rows[q.row - 1])) for q in quarantined] + set_aside,
+                         key=lambda q: q.row)
+    return AuditOutcome(findings_table(findings), quarantined, n_lines)
 
 
 def _stages(stages):
@@ -211,13 +284,15 @@ def _stages(stages):
 
 
 def _print_summary(rs, findings, n_lines, quarantined, elapsed, out, qpath):
+    """The summary per rule, from the findings table as written."""
     con = _console()
+    columns = findings.select(["rule_code", "rule_name", "result_type", "outcome", "amount"]).to_pydict()
     by_rule = defaultdict(lambda: [0, 0.0, 0])
-    for f in findings:
-        row = by_rule[(f.rule_code, f.rule_name, f.result_type)]
-        if f.outcome == VIOLATION:
+    for code, name, rtype, outcome, amount in zip(*columns.values()):
+        row = by_rule[(code, name, rtype)]
+        if outcome == VIOLATION:
             row[0] += 1
-            row[1] += f.amount or 0.0
+            row[1] += amount or 0.0
         else:
             row[2] += 1
     table = Table(title=f"{rs.name} {rs.version} — 审核结果", show_footer=True)
@@ -230,14 +305,16 @@ def _print_summary(rs, findings, n_lines, quarantined, elapsed, out, qpath):
     for (code, name, rtype), (n, amt, ins) in sorted(by_rule.items()):
         table.add_row(code, name, rtype, str(n), f"{amt:.2f}", str(ins))
     con.print(table)
+    outcomes = columns["outcome"]
     con.print(f"{n_lines} line(s) audited in {elapsed:.2f}s; "
-              f"{sum(1 for f in findings if f.outcome == VIOLATION)} finding(s), "
-              f"{sum(1 for f in findings if f.outcome == INSUFFICIENT)} insufficient-data outcome(s) -> {out}",
+              f"{sum(1 for o in outcomes if o == VIOLATION)} finding(s), "
+              f"{sum(1 for o in outcomes if o == INSUFFICIENT)} insufficient-data outcome(s) -> {out}",
               markup=False)
-    shadow = sum(1 for f in findings if f.shadow)
-    exempt = sum(1 for f in findings if f.exemption is not None)
+    marks = findings.select(["shadow", "exemption", "profile"]).to_pydict()
+    shadow = sum(1 for s in marks["shadow"] if s)
+    exempt = sum(1 for e in marks["exemption"] if e is not None)
     if shadow or exempt:
-        con.print(f"profile {findings[0].profile}: {shadow} finding(s) in shadow mode, {exempt} exempted "
+        con.print(f"profile {marks['profile'][0]}: {shadow} finding(s) in shadow mode, {exempt} exempted "
                   "(kept in the findings file, marked)", markup=False)
     if quarantined:
         con.print(f"{len(quarantined)} row(s) quarantined (malformed, invalid or refund lines: not audited) "
