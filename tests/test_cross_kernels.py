@@ -122,6 +122,71 @@ def test_position_finds_a_line_by_identity(n, which):
     assert [cross_twin.position(twice, lines[0], s) for s in (0, 1, 2)] == [0, 1, 0]
 
 
+@settings(max_examples=200, deadline=None)
+@given(request=requests(), picks=st.sets(st.integers(0, 29)), kind=st.sampled_from(["set", "frozenset", "list", "none"]))
+def test_the_current_lines_are_found_as_the_twin_finds_them(request, picks, kind):
+    lines, _ = request
+    ids = {f"L{k}" for k in picks}
+    current = {"set": set, "frozenset": frozenset, "list": sorted, "none": lambda _: None}[kind](ids)
+    want = [k for k in range(len(lines)) if current is None or f"L{k}" in ids]
+    assert _cross.current_lines(lines, current) == cross_twin.current_lines(lines, current) == want
+    if lines:
+        lines[-1].pop("feedetl_sn")  # a line without an id: the same error from both
+        for kernel in (_cross, cross_twin):
+            with pytest.raises(KeyError):
+                kernel.current_lines(lines, set(ids))
+
+
+# what a code means to decide_current: pools, candidates ((rule, points), ...), plain pairs (partner pools,
+# fields of their groups, ((rule, points), ...))
+DECIDE_FACTS = {"A": ((0, 1), (("rA", "pA"),), None), "B": ((1,), (), None),
+                "C": ((5,), (), ((5, 1), ("psn_no",), (("rC", "pC"),))),
+                "D": ((2, 0, 3), (("rD1", "pD1"), ("rD2", "pD2")), ((7,), ("mdtrt_id",), (("rD3", "pD3"),))),
+                "E": ((), (), ((7,), ("psn_no", "mdtrt_id"), (("rE", "pE"),))), "F": ((4, 4), (), None)}
+SLOTS = {"rA": 2, "rC": 0, "rD1": 3, "rD2": 1, "rD3": 4, "rE": 5}
+
+
+class _Request:
+    """What decide_current reads of a CrossRequest: its index, ``_decide`` (a rule flags every second line it is
+    asked about) and ``decisions`` (for a line without a code), each call recorded."""
+
+    def __init__(self, kernel, lines):
+        self.lines, self.calls = lines, []
+        self.times, self.facts, self.present = kernel.index_request(
+            lines, ("med_list_codg",), ({},), lambda field, code: DECIDE_FACTS[code], NO_FACTS)
+
+    def _decide(self, c, i, points, hits):
+        self.calls.append(("decide", c, i, points))
+        if (i + SLOTS[c]) % 2 == 0:
+            hits.append((SLOTS[c], c, i))
+
+    def decisions(self, line, i):
+        self.calls.append(("decisions", i))
+        return [(9, "whole line", i)] if i % 3 == 0 else []
+
+
+@settings(max_examples=300, deadline=None)
+@given(request=requests(), picks=st.sets(st.integers(0, 29)))
+def test_decide_current_equals_the_twin(request, picks):
+    lines, _ = request
+    indexes = sorted(k for k in picks if k < len(lines))
+    got = []
+    for kernel in (_cross, cross_twin):
+        req = _Request(kernel, lines)
+        got.append((kernel.decide_current(req, indexes, NO_FACTS, lambda hit: hit[0]), req.calls))
+    assert got[0] == got[1]
+    out, calls = got[0]
+    for i, hits in out:  # each line's hits in rule order, only lines with hits
+        assert hits and [h[0] for h in hits] == sorted(h[0] for h in hits)
+    for k in indexes:  # a line is passed over only when it has no candidate and its plain pairs meet no partner
+        asked = [c for c in calls if (c[0] == "decide" and c[2] == k) or (c[0] == "decisions" and c[1] == k)]
+        code = lines[k].get("med_list_codg")
+        if code is None:
+            assert asked == [("decisions", k)]
+        elif DECIDE_FACTS[code][1]:
+            assert {c[1] for c in asked} >= {c for c, _ in DECIDE_FACTS[code][1]}
+
+
 def test_the_backend_follows_the_switch(monkeypatch):
     assert cross.backend("python") is cross_twin
     assert cross.backend("cython") is _cross
