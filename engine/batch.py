@@ -394,6 +394,11 @@ class BatchEngine:
                     np.array(parts["amount"], np.float64))
 
     # ---- findings ---------------------------------------------------------------------------------
+    def release(self) -> None:
+        """Drop what the last run kept for rendering its cross-line findings (its lines and windows), so that a
+        partitioned audit holds one partition's lines at a time."""
+        self._collected, self._cross = [], None
+
     def findings(self, hits: Hits, lines: LineColumns) -> list[Finding]:
         """Render hits as findings, exactly as the reference renders them: line-level rules with many hits
         through their compiled render programs (inline_render, checked field for field against the

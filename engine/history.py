@@ -20,8 +20,8 @@ rule can look at are put in order and each rule is *resolved* over them:
    evaluated over (line, knowledge row) pairs by the same numpy evaluator as line-level families.
 
 Every kernel has a Python twin (kernels/window_twin.py) and a test that they agree. Results never
-depend on batch boundaries: the collected lines are the same however the input was cut. (Input larger
-than memory would be partitioned by ``psn_no`` first; not built yet.)
+depend on batch boundaries: the collected lines are the same however the input was cut. Input larger
+than memory is split by patient first and audited one partition at a time (engine/partitioned.py).
 """
 from __future__ import annotations
 

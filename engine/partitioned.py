@@ -99,17 +99,8 @@ def _audit_part(engine, table: pa.Table, rows: np.ndarray):
         [replace(x, row=int(rows[x.row - 1])) for x in set_aside]
     key = (at[hits.line], hits.rule.astype(np.int64), hits.point.astype(np.int64))
     out = findings_table(findings)
-    _release(engine)
+    engine.release()  # this partition's lines go before the next is read
     return out, key, quarantined, n_lines
-
-
-def _release(engine) -> None:
-    """Drop what the engine keeps of its last run for rendering (the partition's lines), so that one
-    partition's lines are not held while the next is read. (A ``BatchEngine.release()`` would be better.)"""
-    if hasattr(engine, "_cross"):
-        engine._cross = None
-    if hasattr(engine, "_collected"):
-        engine._collected = []
 
 
 def _merge(tables: list, keys: list) -> pa.Table:
