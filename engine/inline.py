@@ -233,7 +233,7 @@ class Screener:
         self._build()
         used = set(_FINDING_FIELDS)
         for r in self.reference.rules:
-            for f in r.fields_used():
+            for f in r.fields_used() | r.window_fields():  # a window's lines: their identity, order, group, sums
                 used.update(DERIVED_INPUTS.get(f, (f,)))
         self.fields = tuple((n, CLAIM_FIELDS[n]) for n in CLAIM_FIELDS if n in used)
         self.mapper = RequestMapper(self.fields)  # the request mapping, generated for these fields

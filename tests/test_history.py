@@ -187,6 +187,46 @@ def test_inline_with_forty_history_lines_agrees_with_the_reference(plan):
     assert all(k[3] in current for k in got)
 
 
+def _as_request(lines: list, current: set) -> dict:
+    """One patient's lines as a 3101 request: an encounter per mdtrt_id, an order per line."""
+    iso = lambda v: None if v is None else v.isoformat(sep=" ") if isinstance(v, dt.datetime) else v.isoformat()
+    encounters: dict = {}
+    for line in lines:
+        encounters.setdefault(line["mdtrt_id"], []).append(line)
+    return {"patient_dtos": [{"patn_id": lines[0]["psn_no"], "gend": lines[0]["gend"], "brdy": iso(lines[0]["brdy"]),
+        "fsi_encounter_dtos": [{
+            "mdtrt_id": m, "medins_id": ls[0]["fixmedins_code"], "med_type": ls[0]["med_type"],
+            "adm_date": iso(ls[0]["begntime"]), "dscg_date": iso(ls[0]["endtime"]),
+            "fsi_order_dtos": [{"rx_id": l["feedetl_sn"], "rxno": l["rxno"], "hilist_code": l["med_list_codg"],
+                                "hilist_type": l["list_type"], "cnt": l["cnt"], "pric": l["pric"],
+                                "sumamt": l["det_item_fee_sumamt"], "drord_begn_date": iso(l["fee_ocur_time"]),
+                                "curr_drord_flag": "1" if l["feedetl_sn"] in current else "0"} for l in ls]}
+            for m, ls in encounters.items()]}]}
+
+
+def test_the_request_mapping_keeps_every_field_a_window_reads(plan):
+    """screen(request) maps only the fields the rules read; a window's own fields (a prescription's rxno, the
+    quantities it sums) are among them, so the whole call finds what the reference finds on every field."""
+    from claimaudit.connectors.request import request_lines
+    screener = Screener(plan, stages=None)
+    mapped = {name for name, _ in screener.fields}
+    for rule in plan.ruleset.rules:
+        assert rule.window_fields() <= mapped, rule.code
+    found = 0
+    for seed in range(12):
+        lines = history_lines(random.Random(seed), 50, n_patients=1)
+        current = {l["feedetl_sn"] for l in lines[-10:]}
+        doc = _as_request(lines, current)
+        full = request_lines(doc)  # every field of the request, by the general mapping
+        want = list(ReferenceEngine(plan.ruleset).run(full.lines, current=lambda l: l["feedetl_sn"] in full.current))
+        response = screener.screen(doc)
+        assert sorted(e["jr_id"] for e in response["result"]) == \
+            sorted(f.finding_id for f in want if f.outcome == VIOLATION)
+        assert len(response["insufficient_data"]) == sum(1 for f in want if f.outcome == INSUFFICIENT)
+        found += len(response["result"])
+    assert found  # the requests make the rules find something
+
+
 # ---- undatable lines, explanations --------------------------------------------------------------------
 
 
