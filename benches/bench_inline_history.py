@@ -7,6 +7,12 @@ over R timed calls after warm-up (gc.freeze() as an embedding service would do a
 
   engine_p50_us / engine_p99_us       Screener.screen_lines(typed lines, current ids): line-level and
                                       cross-line rules, findings rendered
+  interface_p50_us / _p99_us          Screener.screen(request): the whole call a prescribing system makes, the
+                                      same lines sent as a 3101 request (five encounters, 50 orders, history
+                                      ones with curr_drord_flag 0; the fields the interface names, so no
+                                      prd_days), each request decoded from its JSON text just
+                                      before the call (untimed, as a service receives it): request mapping,
+                                      decisions, findings and the 3101 response
   steady_p50_us / steady_p99_us       each request's fastest of --passes back-to-back calls, percentiles
                                       over the requests: the cost of the code without the interruptions
                                       of a shared box (which dominate engine_p99_us there)
@@ -36,6 +42,7 @@ import statistics
 import sys
 import time
 
+from claimaudit.connectors.request import request_lines as general_mapping
 from claimaudit.dsl.schema import CLAIM_FIELDS
 from claimaudit.engine.inline import Screener
 from claimaudit.engine.reference import ReferenceEngine
@@ -75,6 +82,42 @@ def request_lines(rng: random.Random, codes: list, n_history: int, n_current: in
         lines.append(line)
     current = {l["feedetl_sn"] for l in lines[n_history:]}
     return lines, current
+
+
+def _iso(v):
+    return None if v is None else (v.isoformat(sep=" ") if isinstance(v, dt.datetime) else v.isoformat())
+
+
+def as_3101(lines: list, current: set) -> dict:
+    """The request's lines as a 3101 request: one patient, an encounter per mdtrt_id, an order per line."""
+    encounters: dict = {}
+    for line in lines:
+        encounters.setdefault(line["mdtrt_id"], []).append(line)
+    first = lines[0]
+    return {"patient_dtos": [{
+        "patn_id": first["psn_no"], "gend": first["gend"], "brdy": _iso(first["brdy"]),
+        "fsi_encounter_dtos": [{
+            "mdtrt_id": mdtrt_id, "medins_id": ls[0]["fixmedins_code"], "med_type": ls[0]["med_type"],
+            "adm_date": _iso(ls[0]["begntime"]), "dscg_date": _iso(ls[0].get("endtime")),
+            "dscg_main_dise_codg": ls[0]["dscg_maindiag_code"],
+            "fsi_diagnose_dtos": [{"dise_codg": ls[0]["dscg_maindiag_code"], "maindise_flag": "1"}],
+            "fsi_order_dtos": [{
+                "rx_id": l["feedetl_sn"], "rxno": l["rxno"], "hilist_code": l["med_list_codg"],
+                "hilist_name": l["hilist_name"], "hilist_type": l["list_type"], "cnt": l["cnt"], "pric": l["pric"],
+                "sumamt": l["det_item_fee_sumamt"], "drord_begn_date": _iso(l["fee_ocur_time"]),
+                "curr_drord_flag": "1" if l["feedetl_sn"] in current else "0"}
+                for l in ls]} for mdtrt_id, ls in encounters.items()]}]}
+
+
+def timed_interface(screener, texts: list, repeats: int) -> list:
+    """screen(request) per call, each request decoded from its JSON text just before (untimed)."""
+    out = []
+    for k in range(repeats):
+        request = json.loads(texts[k % len(texts)])
+        t0 = time.perf_counter()
+        screener.screen(request)
+        out.append((time.perf_counter() - t0) * 1e6)
+    return out
 
 
 def percentiles(samples):
@@ -147,6 +190,14 @@ def main(argv=None):
         b = sorted(f.key() for f in ref.run(lines, current=lambda l, cur=cur: l["feedetl_sn"] in cur))
         if a != b:
             sys.exit(f"inline and reference disagree on request {lines[0]['psn_no']}")
+    texts = [json.dumps(as_3101(lines, cur), ensure_ascii=False) for lines, cur in items]
+    for k, text in enumerate(texts):  # the interface finds what the reference finds on every field of the request
+        response = screener.screen(json.loads(text))
+        full = general_mapping(json.loads(text))
+        want = list(ref.run(full.lines, current=lambda l, cur=full.current: l["feedetl_sn"] in cur))
+        if sorted(e["jr_id"] for e in response["result"]) != sorted(f.finding_id for f in want
+                                                                     if f.outcome == "violation"):
+            sys.exit(f"screen(request) and the reference disagree on request {k}")
     gc.collect()
     gc.freeze()
     engine = timed(lambda lines, cur: screener.screen_lines(lines, cur), items, args.repeats)
@@ -154,6 +205,7 @@ def main(argv=None):
     quiet_items = [it for it, n in zip(items, per_request) if n == 0]
     quiet = timed(lambda lines, cur: screener.screen_lines(lines, cur), quiet_items, args.repeats) if quiet_items \
         else [0.0]
+    interface = timed_interface(screener, texts, args.repeats)
     decisions = timed(lambda lines, cur: cross_decisions(screener, lines, cur), items, args.repeats)
     per_finding = render_time_per_finding([cross_decisions(screener, lines, cur) for lines, cur in items])
     reference = timed(lambda lines, cur: list(ref.run(lines, current=lambda l: l["feedetl_sn"] in cur)), items,
@@ -161,6 +213,7 @@ def main(argv=None):
     e50, e99 = percentiles(engine)
     s50, s99 = percentiles(steady_engine)
     q50, q99 = percentiles(quiet)
+    i50, i99 = percentiles(interface)
     d50, d99 = percentiles(decisions)
     r50, r99 = percentiles(reference)
     result = {"benchmark": "inline_history", "date": dt.date.today().isoformat(), "machine": platform.machine(),
@@ -169,6 +222,7 @@ def main(argv=None):
               "findings_per_request": round(findings / len(items), 2), "load_s": round(load_s, 3),
               "engine_p50_us": round(e50, 1), "engine_p99_us": round(e99, 1),
               "steady_p50_us": round(s50, 1), "steady_p99_us": round(s99, 1),
+              "interface_p50_us": round(i50, 1), "interface_p99_us": round(i99, 1),
               "quiet_requests": len(quiet_items), "quiet_p50_us": round(q50, 1), "quiet_p99_us": round(q99, 1),
               "cross_decisions_p50_us": round(d50, 1), "cross_decisions_p99_us": round(d99, 1),
               "cross_render_us_per_finding": round(per_finding, 1),
@@ -176,6 +230,7 @@ def main(argv=None):
               "reference_p50_us": round(r50, 1), "reference_p99_us": round(r99, 1)}
     print(f"load {load_s:.2f}s; {result['findings_per_request']} findings/request; engine p50 {e50:.0f} µs "
           f"p99 {e99:.0f} µs (steady p50 {s50:.0f} p99 {s99:.0f}; no findings: p50 {q50:.0f} p99 {q99:.0f}); "
+          f"screen(request) p50 {i50:.0f} p99 {i99:.0f} µs; "
           f"cross-line decisions p50 {d50:.0f} "
           f"p99 {d99:.0f} µs, {per_finding:.0f} µs per cross-line finding rendered; reference p50 {r50:.0f} µs "
           f"p99 {r99:.0f} µs")
