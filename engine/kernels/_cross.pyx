@@ -153,25 +153,10 @@ cdef inline long _pool_id(object pid) except -1:
 def passed_over(list facts, list times, Pools present, line, Py_ssize_t i, tuple no_facts):
     """Whether line ``i`` is decided by its code alone: see cross_twin.passed_over."""
     cdef tuple got = <tuple>facts[i]
-    cdef object plain
-    cdef tuple needs, partners
-    cdef Py_ssize_t j
     if got is no_facts or PyTuple_GET_SIZE(<tuple>got[1]):
         return False
     plain = got[2]
-    if plain is None:
-        return True
-    if times[i] is None:
-        return False
-    partners = <tuple>(<tuple>plain)[0]
-    for j in range(PyTuple_GET_SIZE(partners)):
-        if present.has(<object>PyTuple_GET_ITEM(partners, j)):
-            return False
-    needs = <tuple>(<tuple>plain)[1]
-    for j in range(PyTuple_GET_SIZE(needs)):
-        if _get(line, <object>PyTuple_GET_ITEM(needs, j)) is None:
-            return False
-    return True
+    return plain is None or _alone(times, present, line, <tuple>plain, i)
 
 
 def position(list lines, line, Py_ssize_t start):

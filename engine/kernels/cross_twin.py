@@ -80,14 +80,7 @@ def passed_over(facts: list, times: list, present: Pools, line, i: int, no_facts
     if got[1] or got is no_facts:
         return False
     plain = got[2]
-    if plain is None:
-        return True
-    if times[i] is None or not present.isdisjoint(plain[0]):
-        return False
-    for name in plain[1]:
-        if line.get(name) is None:
-            return False
-    return True
+    return plain is None or _alone(times, present, line, plain, i)
 
 
 def position(lines: list, line, start: int) -> int:
