@@ -879,7 +879,7 @@ class CrossRequest:
         ``decisions`` gives them: the usual request (every rule keyed on one field, no rule filter) in one kernel
         call."""
         if self.rules.quick and self.wanted is None:
-            return self.kernels.decide_current(self, indexes, _NO_FACTS, _slot)
+            return self.kernels.decide_current(self, indexes, _NO_FACTS, _slot, self.rules.decider.decide)
         lines, out = self.lines, []
         for i in indexes:
             hits = self.decisions(lines[i], i)
@@ -960,8 +960,11 @@ class CrossRequest:
                 self._decide_point(c, i, pt, partner_pools, hits)
             return
         got = self.rules.decider.decide(self._timeline or self.timeline(), c.shape, points, i)
-        if got is None:  # the usual answer: no row flags the line
-            return
+        if got is not None:  # None, the usual answer: no row flags the line
+            self.verdicts(c, i, got, hits)
+
+    def verdicts(self, c: CompiledCrossRule, i: int, got: list, hits: list) -> None:
+        """The hits of what the decision kernel said of line ``i``'s knowledge rows (``decider.decide``)."""
         for pt, partner_pools, verdict in got:
             if verdict is None:  # outside the kernel's plain case
                 self._decide_point(c, i, pt, partner_pools, hits)

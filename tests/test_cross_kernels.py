@@ -137,28 +137,58 @@ def test_the_current_lines_are_found_as_the_twin_finds_them(request, picks, kind
                 kernel.current_lines(lines, set(ids))
 
 
+class _Rule(str):
+    """A rule as decide_current sees it: its name, and its kernel shape (None: decided by ``_decide``)."""
+
+    def __new__(cls, name, shape):
+        rule = super().__new__(cls, name)
+        rule.shape = shape
+        return rule
+
+
+R = {name: _Rule(name, shape) for name, shape in (("rA", None), ("rC", ("pair",)), ("rD1", ("window",)),
+                                                   ("rD2", None), ("rD3", ("pair", "plain")), ("rE", ("requires",)))}
 # what a code means to decide_current: pools, candidates ((rule, points), ...), plain pairs (partner pools,
 # fields of their groups, ((rule, points), ...))
-DECIDE_FACTS = {"A": ((0, 1), (("rA", "pA"),), None), "B": ((1,), (), None),
-                "C": ((5,), (), ((5, 1), ("psn_no",), (("rC", "pC"),))),
-                "D": ((2, 0, 3), (("rD1", "pD1"), ("rD2", "pD2")), ((7,), ("mdtrt_id",), (("rD3", "pD3"),))),
-                "E": ((), (), ((7,), ("psn_no", "mdtrt_id"), (("rE", "pE"),))), "F": ((4, 4), (), None)}
+DECIDE_FACTS = {"A": ((0, 1), ((R["rA"], "pA"),), None), "B": ((1,), (), None),
+                "C": ((5,), (), ((5, 1), ("psn_no",), ((R["rC"], "pC"),))),
+                "D": ((2, 0, 3), ((R["rD1"], "pD1"), (R["rD2"], "pD2")), ((7,), ("mdtrt_id",), ((R["rD3"], "pD3"),))),
+                "E": ((), (), ((7,), ("psn_no", "mdtrt_id"), ((R["rE"], "pE"),))), "F": ((4, 4), (), None)}
 SLOTS = {"rA": 2, "rC": 0, "rD1": 3, "rD2": 1, "rD3": 4, "rE": 5}
 
 
 class _Request:
-    """What decide_current reads of a CrossRequest: its index, ``_decide`` (a rule flags every second line it is
-    asked about) and ``decisions`` (for a line without a code), each call recorded."""
+    """What decide_current reads of a CrossRequest: its index, ``_decide`` (a rule without a kernel shape flags
+    every second line it is asked about), the kernel's verdicts (``decide_rows``: a shaped rule flags every
+    third line) turned into hits by ``verdicts``, the timeline (made once), and ``decisions`` (for a line
+    without a code), each call recorded."""
 
     def __init__(self, kernel, lines):
-        self.lines, self.calls = lines, []
+        self.lines, self.calls, self._timeline = lines, [], None
         self.times, self.facts, self.present = kernel.index_request(
             lines, ("med_list_codg",), ({},), lambda field, code: DECIDE_FACTS[code], NO_FACTS)
 
     def _decide(self, c, i, points, hits):
+        assert c.shape is None
         self.calls.append(("decide", c, i, points))
         if (i + SLOTS[c]) % 2 == 0:
             hits.append((SLOTS[c], c, i))
+
+    def timeline(self):
+        if self._timeline is None:
+            self.calls.append(("timeline",))
+            self._timeline = ("timeline of", id(self))
+        return self._timeline
+
+    def decide_rows(self, tl, shape, points, i):
+        assert tl == ("timeline of", id(self))
+        c = next(r for r in R.values() if r.shape == shape)
+        self.calls.append(("decide", c, i, points))
+        return [(points, (), True)] if (i + SLOTS[c]) % 3 == 0 else None
+
+    def verdicts(self, c, i, got, hits):
+        self.calls.append(("verdicts", c, i, got))
+        hits.append((SLOTS[c], c, i))
 
     def decisions(self, line, i):
         self.calls.append(("decisions", i))
@@ -173,9 +203,10 @@ def test_decide_current_equals_the_twin(request, picks):
     got = []
     for kernel in (_cross, cross_twin):
         req = _Request(kernel, lines)
-        got.append((kernel.decide_current(req, indexes, NO_FACTS, lambda hit: hit[0]), req.calls))
+        got.append((kernel.decide_current(req, indexes, NO_FACTS, lambda hit: hit[0], req.decide_rows), req.calls))
     assert got[0] == got[1]
     out, calls = got[0]
+    assert calls.count(("timeline",)) <= 1  # made once per request, when a shaped rule first needs it
     for i, hits in out:  # each line's hits in rule order, only lines with hits
         assert hits and [h[0] for h in hits] == sorted(h[0] for h in hits)
     for k in indexes:  # a line is passed over only when it has no candidate and its plain pairs meet no partner
@@ -185,6 +216,9 @@ def test_decide_current_equals_the_twin(request, picks):
             assert asked == [("decisions", k)]
         elif DECIDE_FACTS[code][1]:
             assert {c[1] for c in asked} >= {c for c, _ in DECIDE_FACTS[code][1]}
+    for call in calls:  # the kernel's verdicts reach the request only for the lines it flags
+        if call[0] == "verdicts":
+            assert (call[2] + SLOTS[call[1]]) % 3 == 0
 
 
 def test_the_backend_follows_the_switch(monkeypatch):

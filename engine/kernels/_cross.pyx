@@ -197,15 +197,14 @@ def current_lines(list lines, current):
     return out
 
 
-def decide_current(req, list indexes, tuple no_facts, by_slot):
+def decide_current(req, list indexes, tuple no_facts, by_slot, decide_rows):
     """(line index, hits) of the current lines with hits: see cross_twin.decide_current."""
     cdef list lines = req.lines, times = req.times, facts = <list>(<list>req.facts)[0], out = [], hits
     cdef Pools present = req.present
-    cdef tuple got, cands, entry
-    cdef object plain
-    cdef Py_ssize_t i, j, k
+    cdef tuple got, cands, plain_cands
+    cdef object plain, tl = None
+    cdef Py_ssize_t i, k
     cdef bint alone
-    decide = req._decide
     for k in range(PyList_GET_SIZE(indexes)):
         i = PyLong_AsLong(<object>PyList_GET_ITEM(indexes, k))
         got = <tuple>PyList_GET_ITEM(facts, i)
@@ -219,16 +218,35 @@ def decide_current(req, list indexes, tuple no_facts, by_slot):
                 continue
             hits = []
             if not alone:
-                for entry in <tuple>(<tuple>plain)[2]:
-                    decide(<object>PyTuple_GET_ITEM(entry, 0), i, <object>PyTuple_GET_ITEM(entry, 1), hits)
-            for j in range(PyTuple_GET_SIZE(cands)):
-                entry = <tuple>PyTuple_GET_ITEM(cands, j)
-                decide(<object>PyTuple_GET_ITEM(entry, 0), i, <object>PyTuple_GET_ITEM(entry, 1), hits)
+                plain_cands = <tuple>(<tuple>plain)[2]
+                tl = _decide_all(req, plain_cands, i, hits, decide_rows, tl)
+            tl = _decide_all(req, cands, i, hits, decide_rows, tl)
             if PyList_GET_SIZE(hits) > 1:
                 hits.sort(key=by_slot)
         if hits:
             out.append((i, hits))
     return out
+
+
+cdef object _decide_all(req, tuple cands, Py_ssize_t i, list hits, decide_rows, object tl):
+    """CrossRequest._decide of each (rule, points) of ``cands`` on line ``i``; a rule with a kernel shape asks the
+    kernel (``decide_rows``) directly, and only what it flags goes back to Python. Returns the timeline, made on
+    first use."""
+    cdef Py_ssize_t j
+    cdef tuple entry
+    for j in range(PyTuple_GET_SIZE(cands)):
+        entry = <tuple>PyTuple_GET_ITEM(cands, j)
+        c = <object>PyTuple_GET_ITEM(entry, 0)
+        shape = c.shape
+        if shape is None:
+            req._decide(c, i, <object>PyTuple_GET_ITEM(entry, 1), hits)
+            continue
+        if tl is None:
+            tl = req.timeline()
+        found = decide_rows(tl, shape, <object>PyTuple_GET_ITEM(entry, 1), i)
+        if found is not None:
+            req.verdicts(c, i, found, hits)
+    return tl
 
 
 cdef bint _alone(list times, Pools present, object line, tuple plain, Py_ssize_t i) except -1:

@@ -102,12 +102,14 @@ def current_lines(lines: list, current) -> list:
     return [k for k, line in enumerate(lines) if line["feedetl_sn"] in current]
 
 
-def decide_current(req, indexes: list, no_facts: tuple, by_slot) -> list:
+def decide_current(req, indexes: list, no_facts: tuple, by_slot, decide_rows) -> list:
     """(line index, hits) of the current lines ``indexes`` that have hits, each line's hits as
     ``CrossRequest.decisions`` gives them, for a request whose rules are all keyed on one field
     (``CrossLineRules.quick``) and not narrowed to some rules. A line whose code is missing goes to ``decisions``
-    itself; a line with plain pairs only, none of whose partners is in scope, is passed over (``passed_over``)."""
-    lines, times, facts, present, decide = req.lines, req.times, req.facts[0], req.present, req._decide
+    itself; a line with plain pairs only, none of whose partners is in scope, is passed over (``passed_over``).
+    A rule with a kernel shape is decided by ``decide_rows`` (the decider's ``decide``) directly, and only what
+    it flags goes back to the request (``CrossRequest.verdicts``)."""
+    lines, times, facts, present = req.lines, req.times, req.facts[0], req.present
     out = []
     for i in indexes:
         got = facts[i]
@@ -119,11 +121,13 @@ def decide_current(req, indexes: list, no_facts: tuple, by_slot) -> list:
             if alone and not cands:
                 continue
             hits = []
-            if not alone:
-                for c, points in plain[2]:
-                    decide(c, i, points, hits)
-            for c, points in cands:
-                decide(c, i, points, hits)
+            for c, points in (cands if alone else plain[2] + cands):
+                if c.shape is None:
+                    req._decide(c, i, points, hits)
+                    continue
+                found = decide_rows(req.timeline(), c.shape, points, i)
+                if found is not None:
+                    req.verdicts(c, i, found, hits)
             if len(hits) > 1:
                 hits.sort(key=by_slot)
         if hits:
