@@ -16,6 +16,8 @@ over R timed calls (after warm-up, with gc.freeze() as an embedding service woul
   engine_p50_us / engine_p99_us   Screener.screen_lines(typed lines): decisions + full findings
   plain_loop_p50_us / _p99_us     the peer: a hand-written dict-of-records loop over the same five rule
                                   types (no three-valued logic, no rendering), on the same lines
+  constant_p50_us / _p99_us       a constant pure-Python workload (sum(range(2000))) timed in the same run:
+                                  what this box's interruptions alone make of a call that never varies
   reference_p50_us / _p99_us      the reference interpreter on the same typed lines
 
 and the ratio reference / engine. The last line on stdout is one JSON object.
@@ -116,7 +118,8 @@ def steady(fn, items, passes: int) -> list[float]:
 def plain_loop_peer(ruleset):
     """The peer: a hand-written dict-of-records loop for the five rule types of gen_knowledge.py —
     no three-valued logic, no messages, no evidence; only "which (line, rule) trips". It bounds what
-    any Python evaluation of these rules can cost on this machine."""
+    any Python evaluation of these rules can cost on this machine (dose and frequency texts are parsed
+    once each: the parsers remember them)."""
     from claimaudit.dsl.units import parse_frequency, parse_quantity
     from claimaudit.engine.values import age_years
 
@@ -153,6 +156,11 @@ def plain_loop_peer(ruleset):
                     line.get("hosp_appr_flag") != "1"
         return hits
     return screen
+
+
+def constant_work(_request) -> int:
+    """A call that never varies: its spread is the box's, not the code's."""
+    return sum(range(2000))
 
 
 def _identity(record: dict) -> tuple:
@@ -221,6 +229,7 @@ def main(argv=None):
     if {"drug_max_dose", "drug_age_range", "drug_sex", "drug_max_cnt", "drug_indication"} <= set(screener.ruleset.tables):
         loop = plain_loop_peer(screener.ruleset)
         peer = percentiles(timed(lambda r: loop(r.lines), typed, a.repeats))
+    constant = percentiles(timed(constant_work, typed, a.repeats))
     result = {
         "benchmark": "inline_screen", "date": dt.date.today().isoformat(), "python": platform.python_version(),
         "rules": len(screener.ruleset.rules), "parameter_rows": sum(len(f) for f in screener.plan.families),
@@ -232,6 +241,7 @@ def main(argv=None):
         "engine_p50_us": round(e50, 1), "engine_p99_us": round(e99, 1),
         "reference_p50_us": round(r50, 1), "reference_p99_us": round(r99, 1),
         "ratio_reference_over_engine_p50": round(r50 / e50, 2) if e50 else None,
+        "constant_p50_us": round(constant[0], 1), "constant_p99_us": round(constant[1], 1),
     }
     if peer:
         result.update({"plain_loop_p50_us": round(peer[0], 1), "plain_loop_p99_us": round(peer[1], 1)})

@@ -23,6 +23,8 @@ over R timed calls after warm-up (gc.freeze() as an embedding service would do a
                                       pair's partners listed in full), each hit rendered once
   cross_compiled / cross_fallbacks    cross-line rules compiled / left to the reference
   reference_p50_us / reference_p99_us the reference interpreter on the same lines
+  constant_p50_us / constant_p99_us   a constant pure-Python workload (sum(range(2000))) timed in the same run:
+                                      what this box's interruptions alone make of a call that never varies
 
 The last line on stdout is one JSON object.
 
@@ -120,6 +122,11 @@ def timed_interface(screener, texts: list, repeats: int) -> list:
     return out
 
 
+def constant_work(_lines, _current) -> int:
+    """A call that never varies: its spread is the box's, not the code's."""
+    return sum(range(2000))
+
+
 def percentiles(samples):
     s = sorted(samples)
     return statistics.median(s), s[min(len(s) - 1, int(len(s) * 0.99))]
@@ -206,6 +213,7 @@ def main(argv=None):
     quiet = timed(lambda lines, cur: screener.screen_lines(lines, cur), quiet_items, args.repeats) if quiet_items \
         else [0.0]
     interface = timed_interface(screener, texts, args.repeats)
+    constant = timed(constant_work, items, args.repeats)
     decisions = timed(lambda lines, cur: cross_decisions(screener, lines, cur), items, args.repeats)
     per_finding = render_time_per_finding([cross_decisions(screener, lines, cur) for lines, cur in items])
     reference = timed(lambda lines, cur: list(ref.run(lines, current=lambda l: l["feedetl_sn"] in cur)), items,
@@ -214,6 +222,7 @@ def main(argv=None):
     s50, s99 = percentiles(steady_engine)
     q50, q99 = percentiles(quiet)
     i50, i99 = percentiles(interface)
+    c50, c99 = percentiles(constant)
     d50, d99 = percentiles(decisions)
     r50, r99 = percentiles(reference)
     result = {"benchmark": "inline_history", "date": dt.date.today().isoformat(), "machine": platform.machine(),
@@ -223,6 +232,7 @@ def main(argv=None):
               "engine_p50_us": round(e50, 1), "engine_p99_us": round(e99, 1),
               "steady_p50_us": round(s50, 1), "steady_p99_us": round(s99, 1),
               "interface_p50_us": round(i50, 1), "interface_p99_us": round(i99, 1),
+              "constant_p50_us": round(c50, 1), "constant_p99_us": round(c99, 1),
               "quiet_requests": len(quiet_items), "quiet_p50_us": round(q50, 1), "quiet_p99_us": round(q99, 1),
               "cross_decisions_p50_us": round(d50, 1), "cross_decisions_p99_us": round(d99, 1),
               "cross_render_us_per_finding": round(per_finding, 1),
