@@ -1,0 +1,221 @@
+"""Claims from a database and findings into one, through SQLAlchemy (SQLite is built in; any dialect whose
+driver is installed works: ``postgresql+psycopg://…``, ``mysql+pymysql://…``, ``oracle+oracledb://…``).
+
+Auditors' claim lines live in the settlement database, not in files. ``read_sql`` streams a table or a query
+in chunks into an Arrow table with the columns a Parquet or CSV input would have, so the audit that follows
+is the file audit's: the same typing, quarantine and findings. Row numbers in the quarantine are positions
+in the result (give an ``ORDER BY`` in ``--query`` for a stable numbering).
+
+Values keep their database types where the engine reads them directly (numbers, dates, date-times, text);
+DECIMAL becomes float64, a text field of the national schema held as a number (ids, codes) becomes text,
+and a column whose values disagree in type (SQLite allows that) is read as text, to be typed and, where a
+value cannot be read, quarantined with its row and field as a CSV cell would be.
+
+Error messages name the database with its password hidden and never show row content (patient data).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+from claimaudit.dsl.schema import CLAIM_FIELDS
+
+from .claims import ClaimsError
+from .sinks import SinkError
+
+BATCH_ROWS = 100_000  # rows fetched and turned into Arrow at a time
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def is_database_url(text: str) -> bool:
+    """Whether a claims or output argument names a database (``dialect[+driver]://…``) rather than a file."""
+    return bool(_URL_RE.match(str(text)))
+
+
+def shown_url(url: str) -> str:
+    """The URL as messages show it: the password hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unreadable URL is shown without its credentials part
+        return re.sub(r"//[^@/]*@", "//***@", str(url))
+
+
+def read_sql(url: str, table: str | None = None, query: str | None = None, batch_rows: int = BATCH_ROWS) -> pa.Table:
+    """The claim lines of ``table`` (every column) or of ``query`` (a SELECT) as an Arrow table."""
+    if (table is None) == (query is None):
+        raise ClaimsError(f"{shown_url(url)}: name the claims with --table NAME or --query 'SELECT …' (one of them)")
+    where = shown_url(url)
+    _sqlite_file_exists(url, where)
+    engine = _engine(url, where, ClaimsError)
+    try:
+        with engine.connect() as conn:
+            stmt = _select_table(conn, table, where) if table is not None else _query(query)
+            result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
+            names = [str(k).strip() for k in result.keys()]
+            _check_names(names, where)
+            chunks = [_chunk(rows, len(names)) for rows in result.partitions()]
+    except ClaimsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the driver's own error, first line only (no row content)
+        raise ClaimsError(f"{where}: cannot read the claims: {_first_line(e)}") from None
+    finally:
+        engine.dispose()
+    return pa.table({name: _column(name, [c[k] for c in chunks]) for k, name in enumerate(names)})
+
+
+def write_sql(table: pa.Table, url: str, name: str, replace: bool = True) -> int:
+    """``table`` into database table ``name`` (dropped and made again when ``replace``, else appended to), in one
+    transaction; the number of rows written."""
+    from sqlalchemy import Boolean, Column, Float, Integer, MetaData, Table, Text, inspect, insert
+    where = shown_url(url)
+    engine = _engine(url, where, SinkError)
+    kinds = {"int64": Integer, "double": Float, "bool": Boolean}
+    columns = [Column(f.name, kinds.get(str(f.type), Text)()) for f in table.schema]
+    target = Table(name, MetaData(), *columns)
+    try:
+        with engine.begin() as conn:
+            exists = inspect(conn).has_table(name)
+            if exists and replace:
+                target.drop(conn)
+            if not exists or replace:
+                target.create(conn)
+            else:
+                _check_appendable(inspect(conn).get_columns(name), table.schema.names, name, where)
+            for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+                rows = batch.to_pylist()
+                if rows:
+                    conn.execute(insert(target), rows)
+    except SinkError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise SinkError(f"{where}: cannot write table {name!r}: {_first_line(e)}") from None
+    finally:
+        engine.dispose()
+    return table.num_rows
+
+
+def _engine(url: str, where: str, error):
+    try:
+        from sqlalchemy import create_engine
+        return create_engine(url)
+    except Exception as e:  # noqa: BLE001 - unknown dialect, missing driver, malformed URL
+        raise error(f"{where}: not a database URL this installation can open: {_first_line(e)}") from None
+
+
+def _sqlite_file_exists(url: str, where: str) -> None:
+    """Reading from a SQLite file that is not there: an error (SQLite would make an empty one)."""
+    try:
+        from sqlalchemy.engine import make_url
+        u = make_url(url)
+    except Exception:  # noqa: BLE001 - _engine says what is wrong with it
+        return
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:" \
+            and not u.database.startswith("file:") and not Path(u.database).exists():
+        raise ClaimsError(f"{where}: no such database file")
+
+
+def _select_table(conn, name: str, where: str):
+    from sqlalchemy import MetaData, Table, inspect, select
+    schema, _, bare = name.rpartition(".")
+    schema = schema or None
+    if not inspect(conn).has_table(bare, schema=schema):
+        raise ClaimsError(f"{where}: no table {name!r}")
+    return select(Table(bare, MetaData(), schema=schema, autoload_with=conn))
+
+
+def _query(query: str):
+    from sqlalchemy import text
+    if not re.match(r"^\s*(select|with)\b", query, re.IGNORECASE):
+        raise ClaimsError("--query takes one SELECT (or WITH … SELECT) statement")
+    return text(query)
+
+
+def _check_names(names: list, where: str) -> None:
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise ClaimsError(f"{where}: the claims have two columns named {n!r}")
+        seen.add(n)
+
+
+def _check_appendable(existing: list, names: list, table: str, where: str) -> None:
+    have = {c["name"] for c in existing}
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise SinkError(f"{where}: table {table!r} has no column {missing[0]!r}: write to a new table, or replace it")
+
+
+def _chunk(rows: list, width: int) -> list:
+    """Rows of one fetch as columns of Python values."""
+    return [list(col) for col in zip(*rows)] if rows else [[] for _ in range(width)]
+
+
+def _column(name: str, parts: list) -> pa.ChunkedArray:
+    """One column from its fetched parts: one Arrow type for all of them (see the module docstring)."""
+    arrays = [_array(values) for values in parts]
+    types = {a.type for a in arrays if a.type != pa.null()}
+    text_field = name in CLAIM_FIELDS and CLAIM_FIELDS[name].type == "text"
+    if len(types) > 1 or (text_field and types and types != {pa.string()}):
+        arrays = [_as_text(values) for values in parts]
+        types = {pa.string()}
+    kind = types.pop() if types else (pa.string() if text_field or name not in CLAIM_FIELDS else pa.null())
+    if kind == pa.null():
+        kind = pa.string()
+    return pa.chunked_array([a if a.type == kind else a.cast(kind) for a in arrays], kind)
+
+
+def _array(values: list) -> pa.Array:
+    """Python values of one type as an Arrow array; values of several types (or of none Arrow reads) as text."""
+    kinds = {type(v) for v in values if v is not None}
+    if kinds <= {int, float} and float in kinds:
+        return pa.array(values, pa.float64())
+    if kinds == {decimal.Decimal}:
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    if kinds == {dt.datetime}:
+        if any(v is not None and v.tzinfo is not None for v in values):
+            return _as_text(values)
+        return pa.array(values, pa.timestamp("us"))
+    if kinds == {dt.date}:
+        return pa.array(values, pa.date32())
+    if kinds == {bool}:
+        return pa.array(values, pa.bool_())
+    if kinds == {int}:
+        try:
+            return pa.array(values, pa.int64())
+        except (OverflowError, pa.ArrowInvalid):
+            return _as_text(values)
+    if len(kinds) == 1 and kinds <= {str}:
+        return pa.array(values, pa.string())
+    if not kinds:
+        return pa.nulls(len(values))
+    return _as_text(values)
+
+
+def _as_text(values: list) -> pa.Array:
+    return pa.array([None if v is None else _text(v) for v in values], pa.string())
+
+
+def _text(v) -> str:
+    """A database value as the text a CSV export would hold."""
+    if isinstance(v, bool):  # flags: the national schema's "1" / "0"
+        return "1" if v else "0"
+    if isinstance(v, bytes):
+        return v.decode("utf-8", errors="replace")
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, dt.datetime):
+        return v.isoformat(sep=" ")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return str(v)
+
+
+def _first_line(e: Exception) -> str:
+    """An exception's message, first line, without SQL parameters (which can hold patient data)."""
+    text = str(getattr(e, "orig", None) or e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__

@@ -1,0 +1,156 @@
+"""Claims from a database, findings into one (connectors/sql.py), on SQLite files made here."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import Column, Date, DateTime, Float, Integer, MetaData, Table, Text, create_engine, insert, text
+
+from claimaudit.connectors.claims import ClaimsError, read_table
+from claimaudit.connectors.sinks import SinkError
+from claimaudit.connectors.sql import is_database_url, read_sql, shown_url, write_sql
+from claimaudit.dsl.schema import CLAIM_FIELDS
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "rulesets" / "demo" / "examples"
+
+
+def _typed_db(path: Path, name: str = "claims") -> tuple[str, pa.Table]:
+    """The demo claims in a table with SQL types (dates, date-times, numbers, text; a list of diagnoses as
+    text with ';'), as a settlement database holds them; the URL and the Parquet table they came from."""
+    source = pq.read_table(EXAMPLES / "claims.parquet")
+    kinds = {"date": Date, "datetime": DateTime, "number": Float}
+    columns = [Column(n, kinds.get(CLAIM_FIELDS[n].type, Text)() if n in CLAIM_FIELDS else Text())
+               for n in source.column_names]
+    url = f"sqlite:///{path}"
+    engine = create_engine(url)
+    table = Table(name, MetaData(), *columns)
+    rows = [{k: ";".join(v) if isinstance(v, list) else v for k, v in r.items()} for r in source.to_pylist()]
+    with engine.begin() as conn:
+        table.create(conn)
+        conn.execute(insert(table), rows)
+    engine.dispose()
+    return url, source
+
+
+def test_a_database_url_is_told_from_a_file():
+    assert is_database_url("sqlite:///claims.db") and is_database_url("postgresql+psycopg://u:p@host/db")
+    assert not is_database_url("claims.parquet") and not is_database_url("/data/claims.csv")
+    assert not is_database_url("C:\\data\\claims.csv")
+
+
+def test_the_password_is_never_shown():
+    assert "s3cret" not in shown_url("postgresql://auditor:s3cret@db.example/claims")
+    assert "auditor" in shown_url("postgresql://auditor:s3cret@db.example/claims")
+    with pytest.raises(ClaimsError) as e:
+        read_sql("nosuchdialect://auditor:s3cret@host/db", table="claims")
+    assert "s3cret" not in str(e.value) and "not a database URL" in str(e.value)
+
+
+def test_a_typed_table_reads_as_typed_columns(tmp_path):
+    url, source = _typed_db(tmp_path / "claims.db")
+    got = read_sql(url, table="claims")
+    assert got.num_rows == source.num_rows and got.column_names == source.column_names
+    assert got.column("fee_ocur_time").type == pa.timestamp("us")
+    assert got.column("brdy").type == pa.date32()
+    assert got.column("cnt").type == pa.float64()
+    assert got.column("med_list_codg").type == pa.string()
+    assert got.column("fee_ocur_time").cast(pa.timestamp("ms")).to_pylist() == source.column("fee_ocur_time").to_pylist()
+    assert got.column("feedetl_sn").to_pylist() == source.column("feedetl_sn").to_pylist()
+
+
+def test_a_query_reads_what_it_selects_in_its_order(tmp_path):
+    url, source = _typed_db(tmp_path / "claims.db")
+    got = read_sql(url, query="SELECT feedetl_sn, cnt FROM claims ORDER BY feedetl_sn DESC")
+    assert got.column_names == ["feedetl_sn", "cnt"]
+    assert got.column("feedetl_sn").to_pylist() == sorted(source.column("feedetl_sn").to_pylist(), reverse=True)
+
+
+def test_small_fetches_give_the_same_table(tmp_path):
+    url, _ = _typed_db(tmp_path / "claims.db")
+    assert read_sql(url, table="claims", batch_rows=5).equals(read_sql(url, table="claims"))
+
+
+def test_ids_held_as_numbers_become_text_and_mixed_columns_text(tmp_path):
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:  # SQLite keeps each value's own type: a column may mix them
+        conn.execute(text("CREATE TABLE t (feedetl_sn INTEGER, cnt, vali_flag, note)"))
+        conn.execute(text("INSERT INTO t VALUES (1001, 2, 1, 'a'), (1002, 'two', 0, NULL), (1003, 2.5, NULL, NULL)"))
+    engine.dispose()
+    got = read_sql(url, table="t")
+    assert got.column("feedetl_sn").to_pylist() == ["1001", "1002", "1003"]  # a text field of the schema
+    assert got.column("cnt").to_pylist() == ["2", "two", "2.5"]  # mixed: text, typed later (and quarantined)
+    assert got.column("vali_flag").to_pylist() == ["1", "0", None]
+    assert got.column("note").to_pylist() == ["a", None, None]
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"table": "nosuch"}, "no table 'nosuch'"),
+    ({}, "--table NAME or --query"),
+    ({"table": "claims", "query": "SELECT 1"}, "--table NAME or --query"),
+    ({"query": "DELETE FROM claims"}, "one SELECT"),
+    ({"query": "SELECT nosuch_column FROM claims"}, "cannot read the claims"),
+])
+def test_reading_errors_say_what_and_where(tmp_path, kwargs, says):
+    url, _ = _typed_db(tmp_path / "claims.db")
+    with pytest.raises(ClaimsError) as e:
+        read_sql(url, **kwargs)
+    message = str(e.value)
+    assert says in message and "\n" not in message
+    if "query" in kwargs or "table" in kwargs:
+        assert "sqlite:///" in message or "--query" in message
+
+
+def test_a_missing_database_file_is_an_error_not_a_new_file(tmp_path):
+    path = tmp_path / "nosuch.db"
+    with pytest.raises(ClaimsError) as e:
+        read_sql(f"sqlite:///{path}", table="claims")
+    assert "no such database file" in str(e.value) and not path.exists()
+
+
+def test_findings_round_trip_through_a_table(tmp_path):
+    from claimaudit.engine.findings import FINDING_SCHEMA
+    findings = pa.table({n: pa.array([None, None], FINDING_SCHEMA.field(n).type) for n in FINDING_SCHEMA.names},
+                        schema=FINDING_SCHEMA)
+    findings = findings.set_column(0, "finding_id", pa.array(["f1", "f2"])) \
+        .set_column(FINDING_SCHEMA.get_field_index("amount"), "amount", pa.array([12.5, None])) \
+        .set_column(FINDING_SCHEMA.get_field_index("message"), "message", pa.array(["超量：日剂量 3g", None])) \
+        .set_column(FINDING_SCHEMA.get_field_index("shadow"), "shadow", pa.array([False, True]))
+    url = f"sqlite:///{tmp_path / 'out.db'}"
+    assert write_sql(findings, url, "findings") == 2
+    back = read_sql(url, query="SELECT finding_id, amount, message, shadow FROM findings ORDER BY finding_id")
+    assert back.column("finding_id").to_pylist() == ["f1", "f2"]
+    assert back.column("amount").to_pylist() == [12.5, None]
+    assert back.column("message").to_pylist() == ["超量：日剂量 3g", None]
+    assert back.column("shadow").to_pylist() == [0, 1]
+    write_sql(findings, url, "findings", replace=False)  # appended
+    assert read_sql(url, query="SELECT count(*) AS n FROM findings").column("n").to_pylist() == [4]
+    write_sql(findings.slice(0, 1), url, "findings")  # replaced
+    assert read_sql(url, query="SELECT count(*) AS n FROM findings").column("n").to_pylist() == [1]
+
+
+def test_appending_to_a_table_of_other_columns_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'out.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        Table("findings", MetaData(), Column("x", Integer)).create(conn)
+    engine.dispose()
+    with pytest.raises(SinkError) as e:
+        write_sql(pa.table({"finding_id": ["f1"]}), url, "findings", replace=False)
+    assert "no column 'finding_id'" in str(e.value)
+
+
+def test_a_database_table_reads_as_the_file_does(tmp_path):
+    """The same lines from the database (typed by SQL) and from the CSV export (text): what the audit reads of
+    the values agrees (the engine types both; see test_cli_e2e for the findings)."""
+    url, _ = _typed_db(tmp_path / "claims.db")
+    from_db = read_sql(url, table="claims")
+    from_csv = read_table(EXAMPLES / "claims.csv")
+    assert from_db.num_rows == from_csv.num_rows
+    assert from_db.column("feedetl_sn").to_pylist() == from_csv.column("feedetl_sn").to_pylist()
+    assert from_db.column("diag_codes").to_pylist() == from_csv.column("diag_codes").to_pylist()
+    assert [dt.date.fromisoformat(d) if d else None for d in from_csv.column("brdy").to_pylist()] == \
+        from_db.column("brdy").to_pylist()
