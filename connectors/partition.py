@@ -383,19 +383,38 @@ class Partitions:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def file(self, p: int) -> Path:
-        return self.directory / f"part-{p:04d}.parquet"
+        return _partition_file(self.directory, p)
+
+    def files(self) -> "PartitionFiles":
+        """What reading the written partitions back needs, for this process or a worker process."""
+        return PartitionFiles(self.directory, tuple(self.rows), tuple(self.source.dictionary_columns()))
+
+    def read(self, parts) -> tuple[pa.Table, np.ndarray]:
+        """The lines of the partitions ``parts`` in input order (see ``PartitionFiles.read``)."""
+        return self.files().read(parts)
+
+
+@dataclass(frozen=True)
+class PartitionFiles:
+    """The written partition files and how to read them back: plain values, so a worker process of a
+    parallel audit (engine/partitioned.py) gets them pickled and reads its partitions itself."""
+
+    directory: Path
+    rows: tuple  # lines per partition
+    dictionary_columns: tuple  # read as dictionaries, as an in-memory read reads them
 
     def read(self, parts) -> tuple[pa.Table, np.ndarray]:
         """The lines of the partitions ``parts`` in input order, typed as an in-memory read types them, and
-        their input rows (1-based)."""
+        their input rows (1-based); (None, no rows) when the partitions are empty."""
         import pyarrow.parquet as pq
         tables = []
         for p in parts:
             if self.rows[p]:
+                path = _partition_file(self.directory, p)
                 try:
-                    tables.append(pq.read_table(self.file(p), read_dictionary=self.source.dictionary_columns()))
+                    tables.append(pq.read_table(path, read_dictionary=list(self.dictionary_columns)))
                 except (OSError, pa.ArrowException) as e:
-                    raise PartitionError(f"{self.file(p)}: cannot read back: {_first_line(e)}") from None
+                    raise PartitionError(f"{path}: cannot read back: {_first_line(e)}") from None
         if not tables:
             return None, np.zeros(0, np.int64)
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
@@ -404,6 +423,10 @@ class Partitions:
             order = np.argsort(rows, kind="stable")
             table, rows = table.take(pa.array(order)), rows[order]
         return table.drop_columns([ROW]), np.ascontiguousarray(rows, np.int64)
+
+
+def _partition_file(directory: Path, p: int) -> Path:
+    return directory / f"part-{p:04d}.parquet"
 
 
 def split_claims(source: ClaimsSource, k: int, temp_dir: str | None = None, whole_encounters: bool = False) -> Partitions:

@@ -15,11 +15,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from claimaudit.dsl.diagnostics import Diagnostic, render
 from claimaudit.dsl.ruleset import Ruleset, load_ruleset
 
 from .findings import INSUFFICIENT, VIOLATION, findings_table, screen_response
-from .partitioned import DEFAULT_PARTITION_LINES
+from .loading import PlanError, load_plan, load_rules
+from .partitioned import DEFAULT_PARTITION_LINES, EngineRecipe, WorkerLost
 from .reference import ReferenceEngine
 from .testing import run_examples
 
@@ -39,46 +39,25 @@ PROFILE_HELP = ("A local profile (TOML) beside the pack: settings, rule stages/s
 
 
 def _load_plan_or_exit(path: str, profile: str | None = None):
-    """A compiled bundle, or a ruleset compiled now (with the local profile applied)."""
-    from .bundle import BundleError, load_bundle, looks_like_bundle
-    from .plan import build_plan
-    if looks_like_bundle(path):
-        try:
-            plan = load_bundle(path)
-        except BundleError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(EXIT_USAGE)
-        if profile is not None:
-            _profile_on_bundle_or_exit(plan.ruleset, profile)
-        return plan
-    return build_plan(_load_or_exit(path, profile))
-
-
-def _profile_on_bundle_or_exit(rs: Ruleset, profile: str) -> None:
-    """A bundle's rules are compiled: a profile may mark findings and change stages or severities, but
-    its settings need the rule source."""
-    from claimaudit.dsl.profile import load_profile
-    from claimaudit.dsl.profile_apply import apply_profile
-    prof, diags = load_profile(profile)
-    if prof is not None and prof.settings:
-        diags.append(Diagnostic("bad_profile", f"{profile} sets {', '.join(sorted(prof.settings))}: settings are "
-                                "compiled into a bundle; use the rule pack (or compile with the profile)", None))
-    if prof is not None:
-        apply_profile(rs, prof)
-        diags += [d for d in rs.diagnostics if d.code == "bad_profile"]
-    if any(d.is_error for d in diags):
-        click.echo("\n".join(render(d, {}) for d in diags), err=True)
-        sys.exit(EXIT_USAGE)
+    """A compiled bundle, or a ruleset compiled now (with the local profile applied); warnings printed."""
+    return _or_exit(load_plan, path, profile)
 
 
 def _load_or_exit(path: str, profile: str | None = None) -> Ruleset:
-    rs = load_ruleset(path, profile)
-    if rs.diagnostics:
-        click.echo(rs.render_diagnostics(), err=True)
-    if not rs.ok:
-        click.echo(f"{len(rs.errors)} error(s) in {path}; fix them first (claimaudit check {path})", err=True)
-        sys.exit(EXIT_FINDINGS_ERROR)
-    return rs
+    return _or_exit(load_rules, path, profile)
+
+
+def _or_exit(load, path: str, profile: str | None):
+    try:
+        return load(path, profile, warn=lambda text: click.echo(text, err=True))
+    except PlanError as e:
+        _exit_on(e)
+
+
+def _exit_on(e):
+    """A PlanError's text and exit status (1 for errors in the rules, as ``check`` gives; else 2)."""
+    click.echo(str(e), err=True)
+    sys.exit(EXIT_FINDINGS_ERROR if e.rule_errors else EXIT_USAGE)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -153,16 +132,20 @@ def test(path, verbose):
               help="batch: compiled families over Arrow columns; reference: the rule-by-rule oracle.")
 @click.option("--profile", "profile", type=click.Path(), help=PROFILE_HELP)
 @click.option("--partitions", "partitions", metavar="N",
-              help="Audit in N partitions by patient (psn_no), one at a time, for input larger than memory; "
-              "1 holds the whole input in memory. Default: from the input's line count and --partition-lines. "
-              "Findings and quarantine are the same either way.")
+              help="Audit in N partitions by patient (psn_no), one at a time (or --jobs at a time), for input "
+              "larger than memory; 1 holds the whole input in memory. Default: from the input's line count and "
+              "--partition-lines (at least --jobs). Findings and quarantine are the same either way.")
 @click.option("--partition-lines", "partition_lines", metavar="LINES", default=str(DEFAULT_PARTITION_LINES),
               show_default=True, help="Lines per partition when --partitions is not given.")
 @click.option("--temp-dir", "temp_dir", type=click.Path(),
               help="Where partition files are written (removed afterwards). Default: the system's temporary "
               "directory (TMPDIR).")
+@click.option("--jobs", "jobs", metavar="N", default="1", show_default=True,
+              help="Audit the partitions in N worker processes at once (at least N partitions unless --partitions "
+              "says otherwise). Each worker holds one partition: peak memory is about N times one partition's "
+              "(see --partition-lines). Findings and quarantine are the same as with 1.")
 def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profile, partitions, partition_lines,
-          temp_dir):
+          temp_dir, jobs):
     """Audit a batch of claim lines (Parquet or CSV, national field names) after settlement (事后)."""
     from claimaudit.connectors.claims import ClaimsError
     from claimaudit.connectors.partition import PartitionError
@@ -170,6 +153,7 @@ def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profi
 
     asked = _count_option("--partitions", partitions) if partitions is not None else None
     budget = _count_option("--partition-lines", partition_lines)
+    jobs = _count_option("--jobs", jobs)
     plan = _load_plan_or_exit(rules_path, profile)
     rs = plan.ruleset
     wanted = _stages(stages)
@@ -181,13 +165,19 @@ def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profi
             if asked is not None and asked > 1:
                 _fail("--partitions applies to --executor batch (the reference interpreter is the oracle, "
                       "for small inputs)")
+            if jobs > 1:
+                _fail("--jobs applies to --executor batch (the reference interpreter is the oracle, for small "
+                      "inputs)")
             outcome = _audit_in_memory(ReferenceEngine(rs, stages=wanted), claims, executor)
         else:
             from .batch import BatchEngine
             engine = BatchEngine(plan, stages=wanted)
-            outcome = _audit_batch(engine, claims, asked, budget, temp_dir)
-    except (ClaimsError, PartitionError) as e:
+            recipe = EngineRecipe(rules_path, profile, frozenset(wanted))  # workers build the same engine
+            outcome = _audit_batch(engine, claims, asked, budget, temp_dir, jobs, recipe)
+    except (ClaimsError, PartitionError, WorkerLost) as e:
         _fail(str(e))
+    except PlanError as e:  # a worker could not load the rules the parent loaded (changed meanwhile)
+        _exit_on(e)
     elapsed = time.perf_counter() - started
     out = Path(out_path) if out_path else Path(claims).with_name("findings.parquet")
     qpath = Path(quarantine_path) if quarantine_path else out.with_name(out.stem + ".quarantine" + out.suffix)
@@ -217,29 +207,37 @@ def _count_option(name: str, text: str) -> int:
     return n
 
 
-def _audit_batch(engine, claims: str, asked: int | None, budget: int, temp_dir: str | None):
+def _audit_batch(engine, claims: str, asked: int | None, budget: int, temp_dir: str | None, jobs: int = 1,
+                 recipe=None):
     """The batch audit: in memory, or partition by partition when asked (or when the input exceeds ``budget``
-    lines) and the rules allow it."""
+    lines, or ``jobs`` > 1) and the rules allow it; the partitions in up to ``jobs`` worker processes."""
     from claimaudit.connectors.claims import check_columns
     from claimaudit.connectors.partition import ClaimsSource
 
     from .partitioned import audit_partitioned, partitions_for, scope_problem
     if asked == 1:
+        if jobs > 1:
+            click.echo(f"note: --partitions 1 audits the whole input in memory in this process; --jobs {jobs} "
+                       "is not used", err=True)
         return _audit_in_memory(engine, claims, "batch")
     source = ClaimsSource(Path(claims), select=engine.columns_to_read)
-    k = asked if asked is not None else partitions_for(source.row_count(), budget)
+    # every worker gets a partition of its own
+    k = asked if asked is not None else max(partitions_for(source.row_count(), budget), jobs)
     if k > 1:
         problem = scope_problem(engine)
         if problem and asked is not None:
             _fail(f"--partitions {asked}: {problem}; use --partitions 1")
+        if problem and jobs > 1:
+            _fail(f"--jobs {jobs}: {problem}; use --jobs 1")
         if problem:
             click.echo(f"note: {problem}; auditing the whole input in memory", err=True)
             k = 1
     if k == 1:
         return _audit_in_memory(engine, claims, "batch")
     check_columns(Path(claims), source.names, engine.rules)  # before any partition is written
-    outcome = audit_partitioned(engine, source, k, temp_dir)
-    click.echo(f"{k} partitions by patient (psn_no), audited one after another")
+    outcome = audit_partitioned(engine, source, k, temp_dir, jobs, recipe)
+    how = f"by {outcome.workers} worker processes at once" if outcome.workers > 1 else "one after another"
+    click.echo(f"{k} partitions by patient (psn_no), audited {how}")
     merged = sum(1 for g in outcome.groups if len(g) > 1)
     if merged:
         click.echo(f"note: some encounter ids hold lines of patients in different partitions; {merged} group(s) "

@@ -11,17 +11,28 @@ A scope not known here to stay within a patient or an encounter refuses partitio
 Order: an in-memory run writes findings in (line, rule, knowledge row) order, lines in input order; each
 partition's findings come in that order too, and the merge sorts them by (input row, rule, knowledge row).
 The quarantine is sorted by input row, as the in-memory run sorts it.
+
+Workers (``--jobs N``): the groups are audited by N worker processes at once (fewer when there are fewer
+groups; with one, in this process as above), started with "spawn": a fork after pyarrow has started its
+thread pools is unsafe. Each worker builds its batch engine once, from the same rules path or bundle,
+profile and stages as the parent (``EngineRecipe``; the kernels as CLAIMAUDIT_KERNELS, inherited), reads
+the partition files of the groups it is given itself, and sends back what ``_audit_part`` returns; the
+parent merges as above, so the files written are the ones one process writes. Each worker holds one
+group's lines at a time: peak memory is about N times one partition's, besides the parent's findings. An
+error a worker raises is raised again in the parent (a user's error is reported as the serial path reports
+it); a worker that dies without a result (killed when memory ran out) raises ``WorkerLost``.
 """
 from __future__ import annotations
 
 import math
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
 
 from claimaudit.connectors.netting import net_table
-from claimaudit.connectors.partition import ClaimsSource, split_claims
+from claimaudit.connectors.partition import ClaimsSource, PartitionFiles, split_claims
 
 from .findings import FINDING_SCHEMA, findings_table
 
@@ -64,24 +75,94 @@ class AuditOutcome:
     quarantined: list
     n_lines: int
     groups: list = field(default_factory=list)  # the partitions audited together
+    workers: int = 1  # processes that audited the groups (1: this one)
 
 
-def audit_partitioned(engine, source: ClaimsSource, k: int, temp_dir: str | None = None) -> AuditOutcome:
-    """Audit ``source`` in ``k`` partitions by patient with the batch ``engine`` (see the module docstring)."""
+@dataclass(frozen=True)
+class EngineRecipe:
+    """How the parent built its batch engine, for a worker process to build the same one: the rules path (or
+    bundle), the local profile and the stages. Kernels follow CLAIMAUDIT_KERNELS, which workers inherit."""
+
+    rules_path: str
+    profile: str | None = None
+    stages: frozenset | None = None
+
+    def build(self):
+        from .batch import BatchEngine
+        from .loading import load_plan
+        return BatchEngine(load_plan(self.rules_path, self.profile), stages=self.stages)
+
+
+def audit_partitioned(engine, source: ClaimsSource, k: int, temp_dir: str | None = None, jobs: int = 1,
+                      recipe: EngineRecipe | None = None) -> AuditOutcome:
+    """Audit ``source`` in ``k`` partitions by patient with the batch ``engine`` (see the module docstring);
+    with ``jobs`` > 1, in up to that many worker processes building their engines by ``recipe``."""
     with split_claims(source, k, temp_dir, whole_encounters(engine)) as parts:
         groups = _groups(k, parts.shared_encounters)
+        files = parts.files()
+        busy = [g for g in groups if any(files.rows[p] for p in g)]  # an empty group has nothing to audit
+        workers = max(min(jobs, len(busy)), 1)
+        if workers > 1:
+            results = _in_workers(recipe, files, busy, workers)
+        else:
+            results = (_audit_part(engine, *files.read(group)) for group in busy)  # one group's lines at a time
         tables, keys, quarantined, n_lines = [], [], [], 0
-        for group in groups:
-            table, rows = parts.read(group)
-            if table is None:
-                continue
-            got = _audit_part(engine, table, rows)
-            tables.append(got[0])
-            keys.append(got[1])
-            quarantined += got[2]
-            n_lines += got[3]
-            del table, got
-    return AuditOutcome(_merge(tables, keys), sorted(quarantined, key=lambda q: q.row), n_lines, groups)
+        with closing(results):  # on error, running workers finish (the rest cancelled) before the files go
+            for table, key, set_aside, lines in results:
+                tables.append(table)
+                keys.append(key)
+                quarantined += set_aside
+                n_lines += lines
+    return AuditOutcome(_merge(tables, keys), sorted(quarantined, key=lambda q: q.row), n_lines, groups, workers)
+
+
+class WorkerLost(Exception):
+    """A worker process ended without returning its group's result (killed, most likely for memory)."""
+
+
+def _in_workers(recipe: EngineRecipe, files: PartitionFiles, groups: list, workers: int):
+    """Each group's ``_audit_part`` result, in group order, from ``workers`` processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    if recipe is None:
+        raise ValueError("auditing in worker processes needs the recipe of the engine")
+    context = multiprocessing.get_context("spawn")  # not fork: see the module docstring
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(recipe,))
+    try:
+        futures = [pool.submit(_audit_group, files, group) for group in groups]
+        for future in futures:
+            try:
+                got = future.result()
+            except BrokenProcessPool:
+                raise WorkerLost(f"a worker process ended before returning its findings (killed, e.g. when memory "
+                                 f"ran out: each of the {workers} workers holds one partition; try fewer --jobs or "
+                                 "more --partitions)") from None
+            yield got
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_WORKER_ENGINE = None  # a worker process's batch engine, or the exception building it raised
+
+
+def _start_worker(recipe: EngineRecipe) -> None:
+    """A worker's initializer: its engine, built once. A failure is kept and raised by each group it is
+    given, so the parent reports it as it reports the same failure of its own (PlanError: one line)."""
+    global _WORKER_ENGINE
+    from .memory import advise_plain_pages
+    advise_plain_pages()  # a batch process, as the parent is
+    try:
+        _WORKER_ENGINE = recipe.build()
+    except Exception as e:  # noqa: BLE001 (raised again with the first group)
+        _WORKER_ENGINE = e
+
+
+def _audit_group(files: PartitionFiles, group: list):
+    """In a worker: one group's ``_audit_part`` result, its lines read from the partition files here."""
+    if isinstance(_WORKER_ENGINE, Exception):
+        raise _WORKER_ENGINE
+    return _audit_part(_WORKER_ENGINE, *files.read(group))
 
 
 def _audit_part(engine, table: pa.Table, rows: np.ndarray):

@@ -1,9 +1,12 @@
-"""Audits in partitions by patient (``claimaudit audit --partitions N``) write the same findings and quarantine
-files as the audit of the whole file in memory: the same rows, order and input row numbers."""
+"""Audits in partitions by patient (``claimaudit audit --partitions N``), one after another or in worker processes
+(``--jobs N``), write the same findings and quarantine files as the audit of the whole file in memory: the same
+rows, order and input row numbers."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from claimaudit.connectors import partition as partition_mod
-from claimaudit.connectors.partition import ClaimsSource, split_claims, text_hash64
+from claimaudit.connectors.partition import ClaimsSource, PartitionFiles, split_claims, text_hash64
 from claimaudit.dsl.ruleset import load_ruleset
 from claimaudit.dsl.schema import CLAIM_FIELDS
 from claimaudit.engine import partitioned
@@ -314,6 +317,8 @@ def test_a_scope_that_may_cross_patients_refuses_partitions(tmp_path, monkeypatc
     assert result.exit_code == 2 and "error: --partitions 2: rule X1" in result.output
     result = CliRunner().invoke(main, args + ["--partition-lines", "10"])
     assert result.exit_code == 0 and "auditing the whole input in memory" in result.output
+    result = CliRunner().invoke(main, args + ["--jobs", "2"])  # workers need partitions: asked for, so refused
+    assert result.exit_code == 2 and "error: --jobs 2: rule X1" in result.output
 
 
 @pytest.mark.parametrize("options, expected", [
@@ -322,6 +327,11 @@ def test_a_scope_that_may_cross_patients_refuses_partitions(tmp_path, monkeypatc
     (["--partition-lines", "-5"], "error: --partition-lines takes a whole number of at least 1"),
     (["--partitions", "2", "--executor", "reference"], "error: --partitions applies to --executor batch"),
     (["--partitions", "2", "--temp-dir", "/nonexistent/dir"], "error: /nonexistent/dir: cannot create a directory"),
+    (["--jobs", "0"], "error: --jobs takes a whole number of at least 1, not '0'"),
+    (["--jobs", "-2"], "error: --jobs takes a whole number of at least 1, not '-2'"),
+    (["--jobs", "x"], "error: --jobs takes a whole number of at least 1, not 'x'"),
+    (["--jobs", "2", "--executor", "reference"], "error: --jobs applies to --executor batch"),
+    (["--jobs", "2", "--temp-dir", "/nonexistent/dir"], "error: /nonexistent/dir: cannot create a directory"),
 ])
 def test_user_errors_are_one_line(tmp_path, options, expected):
     claims = write_parquet(history_claims(random.Random(2), 30, patients=5), tmp_path / "e.parquet")
@@ -350,3 +360,151 @@ def test_unreadable_input_and_full_disk_are_one_line(tmp_path, monkeypatch):
     assert "cannot write partition files" in result.output and "No space left" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not list(tmp_path.glob("claimaudit-partitions-*"))
+
+
+# ---- worker processes (--jobs) --------------------------------------------------------------------------
+# Spawned workers each pay an import and an engine build (about a second): few runs, 2–3 workers, small inputs.
+
+def assert_workers_write_the_same(tmp_path, pack, claims, runs, *options):
+    """Each (jobs, partitions or None) run in worker processes writes byte for byte the files one process writes
+    with as many partitions, and the tables the in-memory audit writes; returns the in-memory findings."""
+    out, q, _ = audit(tmp_path, pack, claims, "whole", "--partitions", "1", *options)
+    want, want_q = pq.read_table(out), pq.read_table(q) if q.exists() else None
+    for jobs, k in runs:
+        parts = ["--partitions", str(k)] if k else []
+        got_out, got_q, text = audit(tmp_path, pack, claims, f"j{jobs}", "--jobs", str(jobs), *parts, *options)
+        assert f"{k or jobs} partitions by patient (psn_no), audited by {jobs} worker processes at once" in text
+        one_out, one_q, text = audit(tmp_path, pack, claims, f"j{jobs}-one", "--partitions", str(k or jobs), *options)
+        assert "audited one after another" in text
+        assert got_out.read_bytes() == one_out.read_bytes(), f"--jobs {jobs}: findings file differs from --jobs 1"
+        assert pq.read_table(got_out).equals(want), f"--jobs {jobs}: findings differ from the in-memory audit"
+        assert got_q.exists() == one_q.exists() == q.exists()
+        if want_q is not None:
+            assert got_q.read_bytes() == one_q.read_bytes(), f"--jobs {jobs}: quarantine file differs from --jobs 1"
+            assert pq.read_table(got_q).equals(want_q), f"--jobs {jobs}: quarantine differs from the in-memory audit"
+    return want, want_q
+
+
+@pytest.mark.parametrize("pack", ["demo", "demo_history", "nhsa"])
+def test_workers_write_what_one_process_writes(tmp_path, pack):
+    rows = add_dirt(example_claims(PACKS[pack]), random.Random(11))
+    claims = write_parquet(rows, tmp_path / "c.parquet")
+    findings, quarantine = assert_workers_write_the_same(tmp_path, PACKS[pack], claims, [(2, None), (3, 5)])
+    assert findings.num_rows > 10
+    reasons = " ".join(quarantine["reason"].to_pylist())
+    assert "refunded in full" in reasons and "vali_flag = 0" in reasons
+
+
+def test_workers_on_random_histories_in_parquet_and_csv(tmp_path):
+    rows = add_dirt(history_claims(random.Random(3), 600, patients=40), random.Random(5))
+    pack = PACKS["demo_history"]
+    findings, _ = assert_workers_write_the_same(tmp_path, pack, write_parquet(rows, tmp_path / "h.parquet"), [(2, 4)])
+    assert len(set(findings["rule_code"].to_pylist())) >= 6
+    assert any(r and "psn_no" in r for r in findings["reason"].to_pylist())  # lines without a patient
+    _, quarantine = assert_workers_write_the_same(tmp_path, pack, write_csv(rows, tmp_path / "h.csv"), [(3, None)])
+    assert "cnt" in quarantine["field"].to_pylist()  # the CSV cell that does not read
+
+
+def test_workers_with_a_profile_stages_and_a_bundle(tmp_path):
+    """Workers build their engines from the same rules path or bundle, profile and stages as the parent."""
+    rows = add_dirt(history_claims(random.Random(6), 300, patients=30), random.Random(7))
+    claims = write_parquet(rows, tmp_path / "b.parquet")
+    pack = PACKS["demo_history"]
+    profile = ["--profile", str(next((pack / "profiles").glob("*.toml"))), "--stage", "事前"]  # not the default 事后
+    findings, _ = assert_workers_write_the_same(tmp_path, pack, claims, [(2, None)], *profile)
+    assert any(findings["shadow"].to_pylist()), "the profile's shadow rule marks findings in the workers too"
+    bundle = tmp_path / "bundle"
+    result = CliRunner().invoke(main, ["compile", str(pack), "-o", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert_workers_write_the_same(tmp_path, bundle, claims, [(2, 3)])
+
+
+def test_workers_audit_partitions_sharing_an_encounter_together(tmp_path):
+    rows = history_claims(random.Random(8), 300, patients=30)
+    donor = next(r for r in rows if r["psn_no"] != rows[0]["psn_no"])
+    shared = [dict(r, mdtrt_id=donor["mdtrt_id"]) for r in rows if r["psn_no"] == rows[0]["psn_no"]]
+    claims = write_parquet([r for r in rows if r["psn_no"] != rows[0]["psn_no"]] + shared, tmp_path / "s.parquet")
+    _, _, text = audit(tmp_path, PACKS["demo_history"], claims, "merged", "--partitions", "7", "--jobs", "2")
+    assert "audited together" in text  # the same seed as the test above: two partitions share an encounter
+    assert_workers_write_the_same(tmp_path, PACKS["demo_history"], claims, [(3, 7)])
+
+
+def test_the_console_says_how_many_partitions_and_workers(tmp_path):
+    rows = history_claims(random.Random(2), 95, patients=9)
+    pack = PACKS["demo_history"]
+    claims = write_parquet(rows, tmp_path / "w.parquet")
+    _, _, text = audit(tmp_path, pack, claims, "auto", "--jobs", "2", "--partition-lines", "30")
+    assert "4 partitions by patient (psn_no), audited by 2 worker processes at once" in text  # max(4, 2)
+    _, _, text = audit(tmp_path, pack, claims, "fewer", "--partitions", "2", "--jobs", "3")
+    assert "2 partitions by patient (psn_no), audited by 2 worker processes at once" in text  # one per group
+    assert "P0" not in text  # no patient id
+    _, _, text = audit(tmp_path, pack, claims, "memory", "--partitions", "1", "--jobs", "2")
+    assert "--jobs 2 is not used" in text and "partitions by patient" not in text
+    one_patient = write_parquet([dict(r, psn_no="P001") for r in rows], tmp_path / "one.parquet")
+    _, _, text = audit(tmp_path, pack, one_patient, "one", "--jobs", "2")  # one partition with lines
+    assert "2 partitions by patient (psn_no), audited one after another" in text
+
+
+def test_a_worker_that_cannot_read_its_partition_is_one_line(tmp_path, monkeypatch):
+    claims = write_parquet(history_claims(random.Random(2), 60, patients=8), tmp_path / "g.parquet")
+
+    def gone(self):  # the workers look for the partition files where there are none
+        return PartitionFiles(self.directory / "gone", tuple(self.rows), ())
+    monkeypatch.setattr(partition_mod.Partitions, "files", gone)
+    result = CliRunner().invoke(main, ["audit", "--rules", str(PACKS["demo_history"]), str(claims), "--out",
+                                       str(tmp_path / "o.parquet"), "--jobs", "2", "--temp-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "cannot read back" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "P0" not in result.output
+    assert not list(tmp_path.glob("claimaudit-partitions-*"))
+
+
+def test_a_worker_that_cannot_load_the_rules_is_one_line(tmp_path, monkeypatch):
+    claims = write_parquet(history_claims(random.Random(2), 60, patients=8), tmp_path / "g.parquet")
+    bad = tmp_path / "changed.rules"
+    bad.write_text("rule X1 this does not parse\n", encoding="utf-8")
+    real = partitioned.audit_partitioned
+
+    def changed(engine, source, k, temp_dir, jobs, recipe):  # the rules change after the parent loaded them
+        return real(engine, source, k, temp_dir, jobs, replace(recipe, rules_path=str(bad)))
+    monkeypatch.setattr(partitioned, "audit_partitioned", changed)
+    result = CliRunner().invoke(main, ["audit", "--rules", str(PACKS["demo_history"]), str(claims), "--out",
+                                       str(tmp_path / "o.parquet"), "--jobs", "2"])
+    assert result.exit_code == 1, result.output  # errors in rules: the status ``check`` gives
+    assert result.output.strip() == f"1 error(s) in {bad}; fix them first (claimaudit check {bad})"
+
+
+class _EndsTheWorker:
+    """Unpickled in a worker process as it starts, it ends that process: a worker killed (out of memory, say)."""
+
+    def __reduce__(self):
+        return os._exit, (9,)
+
+
+def test_a_worker_killed_is_one_line(tmp_path, monkeypatch):
+    claims = write_parquet(history_claims(random.Random(2), 60, patients=8), tmp_path / "g.parquet")
+    real = partitioned.audit_partitioned
+
+    def killed(engine, source, k, temp_dir, jobs, recipe):
+        return real(engine, source, k, temp_dir, jobs, replace(recipe, profile=_EndsTheWorker()))
+    monkeypatch.setattr(partitioned, "audit_partitioned", killed)
+    result = CliRunner().invoke(main, ["audit", "--rules", str(PACKS["demo_history"]), str(claims), "--out",
+                                       str(tmp_path / "o.parquet"), "--jobs", "2", "--temp-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: a worker process ended before returning its findings")
+    assert "try fewer --jobs" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("claimaudit-partitions-*"))
+
+
+def test_workers_use_the_kernels_the_environment_selects(tmp_path, monkeypatch):
+    from claimaudit.engine.batch import BatchEngine
+    from claimaudit.engine.plan import build_plan
+    claims = write_parquet(history_claims(random.Random(2), 60, patients=8), tmp_path / "k.parquet")
+    engine = BatchEngine(build_plan(load_ruleset(PACKS["demo_history"])))
+    source = ClaimsSource(claims, select=engine.columns_to_read)
+    recipe = partitioned.EngineRecipe(str(PACKS["demo_history"]))
+    got = partitioned.audit_partitioned(engine, source, 2, str(tmp_path), jobs=2, recipe=recipe)
+    assert got.workers == 2 and got.findings.num_rows > 0
+    monkeypatch.setenv("CLAIMAUDIT_KERNELS", "no-such-kernels")  # spawned workers inherit it
+    with pytest.raises(ValueError, match="no-such-kernels"):
+        partitioned.audit_partitioned(engine, source, 2, str(tmp_path), jobs=2, recipe=recipe)
