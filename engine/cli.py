@@ -122,10 +122,19 @@ def test(path, verbose):
 @click.option("--rules", "rules_path", required=True, type=click.Path(),
               help="Rule file or directory, or a compiled bundle.")
 @click.argument("claims", type=click.Path())
-@click.option("--out", "out_path", type=click.Path(), help="Findings file (.parquet, .csv or .jsonl). "
-              "Default: findings.parquet beside CLAIMS.")
+@click.option("--out", "out_path", type=click.Path(), help="Findings file (.parquet, .csv or .jsonl), or a database "
+              "URL (the findings go to --out-table). Default: findings.parquet beside CLAIMS.")
 @click.option("--quarantine", "quarantine_path", type=click.Path(),
-              help="Where rows that cannot be read go, with row, field and reason. Default: beside --out.")
+              help="Where rows that cannot be read go, with row, field and reason. Default: beside --out. With a "
+              "database --out, a table name (default: --out-table + '_quarantine').")
+@click.option("--table", "sql_table", metavar="NAME",
+              help="CLAIMS is a database URL (sqlite:///claims.db, postgresql+psycopg://…): read this table.")
+@click.option("--query", "sql_query", metavar="SQL",
+              help="CLAIMS is a database URL: read the lines this SELECT returns (its ORDER BY numbers the rows).")
+@click.option("--out-table", "out_table", metavar="NAME", default="claimaudit_findings", show_default=True,
+              help="The findings table when --out is a database URL (replaced, unless --append).")
+@click.option("--append", "append", is_flag=True,
+              help="With a database --out: add to the findings and quarantine tables instead of replacing them.")
 @click.option("--stage", "stages", multiple=True, default=("事后",), show_default=True,
               help="Only rules for these stages (事前, 事中, 事后).")
 @click.option("--executor", type=click.Choice(["batch", "reference"]), default="batch", show_default=True,
@@ -144,16 +153,18 @@ def test(path, verbose):
               help="Audit the partitions in N worker processes at once (at least N partitions unless --partitions "
               "says otherwise). Each worker holds one partition: peak memory is about N times one partition's "
               "(see --partition-lines). Findings and quarantine are the same as with 1.")
-def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profile, partitions, partition_lines,
-          temp_dir, jobs):
-    """Audit a batch of claim lines (Parquet or CSV, national field names) after settlement (事后)."""
+def audit(rules_path, claims, out_path, quarantine_path, sql_table, sql_query, out_table, append, stages, executor,
+          profile, partitions, partition_lines, temp_dir, jobs):
+    """Audit a batch of claim lines (Parquet, CSV or a database table, national field names) after settlement
+    (事后)."""
     from claimaudit.connectors.claims import ClaimsError
     from claimaudit.connectors.partition import PartitionError
-    from claimaudit.connectors.sinks import SinkError, write_records, write_table
+    from claimaudit.connectors.sinks import SinkError
 
     asked = _count_option("--partitions", partitions) if partitions is not None else None
     budget = _count_option("--partition-lines", partition_lines)
     jobs = _count_option("--jobs", jobs)
+    source = _ClaimsInput(claims, sql_table, sql_query, out_path, asked, jobs)
     plan = _load_plan_or_exit(rules_path, profile)
     rs = plan.ruleset
     wanted = _stages(stages)
@@ -168,27 +179,84 @@ def audit(rules_path, claims, out_path, quarantine_path, stages, executor, profi
             if jobs > 1:
                 _fail("--jobs applies to --executor batch (the reference interpreter is the oracle, for small "
                       "inputs)")
-            outcome = _audit_in_memory(ReferenceEngine(rs, stages=wanted), claims, executor)
+            outcome = _audit_in_memory(ReferenceEngine(rs, stages=wanted), source, executor)
         else:
             from .batch import BatchEngine
             engine = BatchEngine(plan, stages=wanted)
             recipe = EngineRecipe(rules_path, profile, frozenset(wanted))  # workers build the same engine
-            outcome = _audit_batch(engine, claims, asked, budget, temp_dir, jobs, recipe)
+            outcome = _audit_in_memory(engine, source, "batch") if source.database else \
+                _audit_batch(engine, claims, asked, budget, temp_dir, jobs, recipe)
     except (ClaimsError, PartitionError, WorkerLost) as e:
         _fail(str(e))
     except PlanError as e:  # a worker could not load the rules the parent loaded (changed meanwhile)
         _exit_on(e)
     elapsed = time.perf_counter() - started
-    out = Path(out_path) if out_path else Path(claims).with_name("findings.parquet")
-    qpath = Path(quarantine_path) if quarantine_path else out.with_name(out.stem + ".quarantine" + out.suffix)
-    quarantined = outcome.quarantined
     try:
-        write_table(outcome.findings, out)
-        if quarantined:
-            write_records([q.to_record() for q in quarantined], qpath)
+        out, qpath = _write_outcome(outcome, claims, out_path, quarantine_path, out_table, append)
     except (SinkError, OSError) as e:
         _fail(str(e))
-    _print_summary(rs, outcome.findings, outcome.n_lines, quarantined, elapsed, out, qpath)
+    _print_summary(rs, outcome.findings, outcome.n_lines, outcome.quarantined, elapsed, out, qpath)
+
+
+class _ClaimsInput:
+    """Where the claims come from: a file (CLAIMS a path), or a database (CLAIMS a URL, with --table or --query);
+    what does not fit the one chosen is a one-line error."""
+
+    def __init__(self, claims: str, table, query, out_path, partitions, jobs):
+        from claimaudit.connectors.sql import is_database_url
+        self.claims, self.table, self.query = claims, table, query
+        self.database = is_database_url(claims)
+        if not self.database:
+            if table is not None or query is not None:
+                _fail(f"{'--table' if table is not None else '--query'} reads claims from a database: give a database "
+                      "URL as CLAIMS (e.g. sqlite:///claims.db)")
+            return
+        if (table is None) == (query is None):
+            _fail("claims from a database: give --table NAME or --query 'SELECT …' (one of them)")
+        if not out_path:
+            _fail("claims from a database: say where the findings go with --out (a file or a database URL)")
+        if (partitions or 1) > 1 or jobs > 1:
+            _fail(f"{'--partitions' if (partitions or 1) > 1 else '--jobs'} applies to claims files; a database is "
+                  "read in memory (export a larger one to Parquet, or audit it in slices with --query)")
+
+    def read(self, select=None):
+        """The claims as an Arrow table, and how messages name them."""
+        from claimaudit.connectors.claims import read_table
+        if not self.database:
+            return read_table(Path(self.claims), select=select), Path(self.claims)
+        from claimaudit.connectors.sql import read_sql, shown_url
+        table = read_sql(self.claims, table=self.table, query=self.query)
+        if select is not None:
+            table = table.select(list(select({n: table.schema.field(n).type for n in table.column_names})))
+        return table, shown_url(self.claims)
+
+
+def _write_outcome(outcome, claims: str, out_path, quarantine_path, out_table: str, append: bool) -> tuple:
+    """The findings and quarantined rows written where asked; how the summary names the two places."""
+    from claimaudit.connectors.sinks import write_records, write_table
+    from claimaudit.connectors.sql import is_database_url, shown_url, write_sql
+    records = [q.to_record() for q in outcome.quarantined]
+    if out_path and is_database_url(out_path):
+        qtable = quarantine_path or f"{out_table}_quarantine"
+        write_sql(outcome.findings, out_path, out_table, replace=not append)
+        write_sql(_quarantine_table(records), out_path, qtable, replace=not append)
+        where = shown_url(out_path)
+        return f"{where} table {out_table}", f"{where} table {qtable}"
+    out = Path(out_path) if out_path else Path(claims).with_name("findings.parquet")
+    qpath = Path(quarantine_path) if quarantine_path else out.with_name(out.stem + ".quarantine" + out.suffix)
+    write_table(outcome.findings, out)
+    if records:
+        write_records(records, qpath)
+    return out, qpath
+
+
+def _quarantine_table(records: list):
+    """Quarantined rows as a table of fixed columns (a database table is made even when none were set aside)."""
+    import pyarrow as pa
+    schema = pa.schema([("row", pa.int64()), ("field", pa.string()), ("reason", pa.string()),
+                        ("feedetl_sn", pa.string())])
+    return pa.Table.from_pylist([{**r, "feedetl_sn": None if r["feedetl_sn"] is None else str(r["feedetl_sn"])}
+                                 for r in records], schema=schema)
 
 
 def _fail(message: str):
@@ -245,19 +313,18 @@ def _audit_batch(engine, claims: str, asked: int | None, budget: int, temp_dir: 
     return outcome
 
 
-def _audit_in_memory(engine, claims: str, executor: str):
-    """The whole input in memory (connectors/claims.py ``read_table``)."""
+def _audit_in_memory(engine, source, executor: str):
+    """The whole input in memory (``source``: a claims path, or a _ClaimsInput)."""
     from dataclasses import replace
 
-    from claimaudit.connectors.claims import check_columns, lines_from_records, read_table
+    from claimaudit.connectors.claims import check_columns, lines_from_records
     from claimaudit.connectors.netting import net_table
 
     from .partitioned import AuditOutcome
-    if executor == "reference":
-        table = read_table(Path(claims))
-    else:
-        table = read_table(Path(claims), select=engine.columns_to_read)
-    check_columns(Path(claims), table.column_names, engine.rules)
+    if not isinstance(source, _ClaimsInput):
+        source = _ClaimsInput(str(source), None, None, None, None, 1)
+    table, named = source.read(None if executor == "reference" else engine.columns_to_read)
+    check_columns(named, table.column_names, engine.rules)
     table, input_rows, set_aside = net_table(table)  # invalid lines out, refunds netted
     if executor == "reference":
         lines, quarantined = lines_from_records(table.to_pylist())

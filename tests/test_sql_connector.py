@@ -154,3 +154,86 @@ def test_a_database_table_reads_as_the_file_does(tmp_path):
     assert from_db.column("diag_codes").to_pylist() == from_csv.column("diag_codes").to_pylist()
     assert [dt.date.fromisoformat(d) if d else None for d in from_csv.column("brdy").to_pylist()] == \
         from_db.column("brdy").to_pylist()
+
+
+# ---- the audit command with a database on either side ------------------------------------------------------
+
+from click.testing import CliRunner  # noqa: E402
+
+from claimaudit.engine.cli import main  # noqa: E402
+
+PACK = Path(__file__).resolve().parents[1] / "rulesets" / "demo"
+
+
+def _audit(*args):
+    return CliRunner().invoke(main, ["audit", "--rules", str(PACK), *[str(a) for a in args]])
+
+
+def _csv_db(path: Path) -> str:
+    """The CSV export's cells, all text, in a table made by plain SQL (as a bulk load leaves them)."""
+    source = read_table(EXAMPLES / "claims.csv")
+    url = f"sqlite:///{path}"
+    engine = create_engine(url)
+    names = source.column_names
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE 结算明细 ({', '.join(f'{n} TEXT' for n in names)})"))
+        conn.execute(text(f"INSERT INTO 结算明细 VALUES ({', '.join(f':{n}' for n in names)})"), source.to_pylist())
+    engine.dispose()
+    return url
+
+
+@pytest.mark.parametrize("executor", ["batch", "reference"])
+def test_an_audit_of_a_database_table_finds_what_the_file_audit_finds(tmp_path, executor):
+    url, _ = _typed_db(tmp_path / "claims.db")
+    r1 = _audit(EXAMPLES / "claims.parquet", "--out", tmp_path / "file.parquet", "--executor", executor)
+    r2 = _audit(url, "--table", "claims", "--out", tmp_path / "db.parquet", "--executor", executor)
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    from_file, from_db = pq.read_table(tmp_path / "file.parquet"), pq.read_table(tmp_path / "db.parquet")
+    assert from_file.num_rows > 0 and from_db.equals(from_file)
+
+
+def test_an_audit_of_a_query_over_text_cells_finds_what_the_csv_audit_finds(tmp_path):
+    url = _csv_db(tmp_path / "claims.db")
+    r1 = _audit(EXAMPLES / "claims.csv", "--out", tmp_path / "file.parquet")
+    r2 = _audit(url, "--query", "SELECT * FROM 结算明细", "--out", tmp_path / "db.parquet")
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    assert pq.read_table(tmp_path / "db.parquet").equals(pq.read_table(tmp_path / "file.parquet"))
+    assert (tmp_path / "db.quarantine.parquet").exists() == (tmp_path / "file.quarantine.parquet").exists()
+
+
+def test_findings_and_quarantine_go_into_database_tables(tmp_path):
+    url = _csv_db(tmp_path / "claims.db")
+    out = f"sqlite:///{tmp_path / 'findings.db'}"
+    ref = _audit(EXAMPLES / "claims.csv", "--out", tmp_path / "file.parquet")
+    got = _audit(url, "--query", "SELECT * FROM 结算明细", "--out", out, "--out-table", "审核结果")
+    assert ref.exit_code == 0 and got.exit_code == 0, ref.output + got.output
+    assert "table 审核结果" in got.output and "sqlite:///" in got.output
+    want = pq.read_table(tmp_path / "file.parquet")
+    back = read_sql(out, query="SELECT * FROM 审核结果")
+    assert back.num_rows == want.num_rows > 0
+    assert back.column("finding_id").to_pylist() == want.column("finding_id").to_pylist()
+    assert back.column("message").to_pylist() == want.column("message").to_pylist()
+    assert back.column("amount").to_pylist() == want.column("amount").to_pylist()
+    quarantine = read_sql(out, query="SELECT * FROM 审核结果_quarantine")
+    assert quarantine.column_names == ["row", "field", "reason", "feedetl_sn"]
+    again = _audit(url, "--query", "SELECT * FROM 结算明细", "--out", out, "--out-table", "审核结果", "--append")
+    assert again.exit_code == 0, again.output
+    assert read_sql(out, query="SELECT count(*) AS n FROM 审核结果").column("n").to_pylist() == [2 * want.num_rows]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["{file}", "--table", "claims", "--out", "{tmp}/f.parquet"], "--table reads claims from a database"),
+    (["{url}", "--out", "{tmp}/f.parquet"], "--table NAME or --query"),
+    (["{url}", "--table", "claims"], "--out"),
+    (["{url}", "--table", "claims", "--out", "{tmp}/f.parquet", "--partitions", "2"], "--partitions applies"),
+    (["{url}", "--table", "claims", "--out", "{tmp}/f.parquet", "--jobs", "2"], "--jobs applies"),
+    (["{url}", "--table", "nosuch", "--out", "{tmp}/f.parquet"], "no table 'nosuch'"),
+    (["sqlite:///{tmp}/nosuch.db", "--table", "claims", "--out", "{tmp}/f.parquet"], "no such database file"),
+])
+def test_database_mistakes_are_one_line(tmp_path, args, says):
+    url, _ = _typed_db(tmp_path / "claims.db")
+    fill = {"file": EXAMPLES / "claims.parquet", "url": url, "tmp": tmp_path}
+    result = _audit(*[a.format(**fill) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in result.output
