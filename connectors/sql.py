@@ -47,6 +47,59 @@ def shown_url(url: str) -> str:
 
 def read_sql(url: str, table: str | None = None, query: str | None = None, batch_rows: int = BATCH_ROWS) -> pa.Table:
     """The claim lines of ``table`` (every column) or of ``query`` (a SELECT) as an Arrow table."""
+    names, chunks = None, []
+    for names, chunk in _fetch(url, table, query, batch_rows):
+        chunks.append(chunk)
+    return pa.table({name: _column(name, [c[k] for c in chunks]) for k, name in enumerate(names)})
+
+
+def spool_sql(url: str, path, table: str | None = None, query: str | None = None,
+              batch_rows: int = BATCH_ROWS) -> int:
+    """The claim lines of ``table`` or ``query`` written to the Parquet file ``path`` chunk by chunk (memory: one
+    chunk), typed as ``read_sql`` types them; the number of lines. The database is read once, so an audit of
+    the file (partitioned, in workers) sees one snapshot. A column whose type changes after the first chunk is
+    text (the query is read again with it as text: the file's columns have one type)."""
+    as_text: set = set()
+    while True:
+        try:
+            return _spool(url, path, table, query, batch_rows, as_text)
+        except _TypeChanged as e:
+            as_text.add(e.column)
+
+
+class _TypeChanged(Exception):
+    def __init__(self, column: str):
+        super().__init__(column)
+        self.column = column
+
+
+def _spool(url: str, path, table, query, batch_rows: int, as_text: set) -> int:
+    import pyarrow.parquet as pq
+    writer, schema, rows = None, None, 0
+    try:
+        for names, chunk in _fetch(url, table, query, batch_rows):
+            arrays = [_as_text(v) if n in as_text else _column(n, [v]).combine_chunks()
+                      for n, v in zip(names, chunk)]
+            if schema is None:
+                schema = pa.schema([(n, pa.string() if a.type == pa.null() else a.type) for n, a in zip(names, arrays)])
+                writer = pq.ParquetWriter(str(path), schema)
+            for n, a, f in zip(names, arrays, schema):
+                if a.type != f.type and a.type != pa.null():
+                    raise _TypeChanged(n)
+            batch = pa.record_batch([a if a.type == f.type else a.cast(f.type) for a, f in zip(arrays, schema)],
+                                    schema=schema)
+            writer.write_batch(batch)
+            rows += batch.num_rows
+        if writer is None:  # no chunk at all: an empty result still has its columns
+            pq.write_table(pa.table({n: pa.array([], pa.string()) for n in (names or [])}), str(path))
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def _fetch(url: str, table: str | None, query: str | None, batch_rows: int):
+    """(column names, the chunk's columns as Python value lists) per fetch of ``table`` or ``query``."""
     if (table is None) == (query is None):
         raise ClaimsError(f"{shown_url(url)}: name the claims with --table NAME or --query 'SELECT …' (one of them)")
     where = shown_url(url)
@@ -58,14 +111,20 @@ def read_sql(url: str, table: str | None = None, query: str | None = None, batch
             result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
             names = [str(k).strip() for k in result.keys()]
             _check_names(names, where)
-            chunks = [_chunk(rows, len(names)) for rows in result.partitions()]
-    except ClaimsError:
+            empty = True
+            for rows in result.partitions():
+                empty = False
+                yield names, _chunk(rows, len(names))
+            if empty:
+                yield names, _chunk([], len(names))
+    except (ClaimsError, _TypeChanged):
+        raise
+    except GeneratorExit:
         raise
     except Exception as e:  # noqa: BLE001 - the driver's own error, first line only (no row content)
         raise ClaimsError(f"{where}: cannot read the claims: {_first_line(e)}") from None
     finally:
         engine.dispose()
-    return pa.table({name: _column(name, [c[k] for c in chunks]) for k, name in enumerate(names)})
 
 
 def write_sql(table: pa.Table, url: str, name: str, replace: bool = True) -> int:

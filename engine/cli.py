@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -184,8 +185,11 @@ def audit(rules_path, claims, out_path, quarantine_path, sql_table, sql_query, o
             from .batch import BatchEngine
             engine = BatchEngine(plan, stages=wanted)
             recipe = EngineRecipe(rules_path, profile, frozenset(wanted))  # workers build the same engine
-            outcome = _audit_in_memory(engine, source, "batch") if source.database else \
-                _audit_batch(engine, claims, asked, budget, temp_dir, jobs, recipe)
+            if source.database:  # a snapshot in a Parquet file: then audited as a file is (partitions, workers)
+                with source.spooled(temp_dir, engine.rules) as spooled:
+                    outcome = _audit_batch(engine, spooled, asked, budget, temp_dir, jobs, recipe)
+            else:
+                outcome = _audit_batch(engine, claims, asked, budget, temp_dir, jobs, recipe)
     except (ClaimsError, PartitionError, WorkerLost) as e:
         _fail(str(e))
     except PlanError as e:  # a worker could not load the rules the parent loaded (changed meanwhile)
@@ -215,9 +219,27 @@ class _ClaimsInput:
             _fail("claims from a database: give --table NAME or --query 'SELECT …' (one of them)")
         if not out_path:
             _fail("claims from a database: say where the findings go with --out (a file or a database URL)")
-        if (partitions or 1) > 1 or jobs > 1:
-            _fail(f"{'--partitions' if (partitions or 1) > 1 else '--jobs'} applies to claims files; a database is "
-                  "read in memory (export a larger one to Parquet, or audit it in slices with --query)")
+
+    @contextmanager
+    def spooled(self, temp_dir, rules):
+        """The database's lines in a Parquet file under ``temp_dir`` (removed afterwards), read once, chunk by
+        chunk: the batch audit then reads a snapshot as it reads a file, in partitions when it is large."""
+        import tempfile
+
+        import pyarrow.parquet as pq
+
+        from claimaudit.connectors.claims import check_columns
+        from claimaudit.connectors.sql import shown_url, spool_sql
+        from claimaudit.connectors.claims import ClaimsError
+        try:
+            spool = tempfile.TemporaryDirectory(prefix="claimaudit-db-", dir=temp_dir)
+        except OSError as e:
+            raise ClaimsError(f"--temp-dir {temp_dir}: cannot make a directory there: {e.strerror}") from None
+        with spool as d:
+            path = Path(d) / "claims.parquet"
+            spool_sql(self.claims, path, table=self.table, query=self.query)
+            check_columns(shown_url(self.claims), pq.read_schema(path).names, rules)  # named as the user wrote it
+            yield str(path)
 
     def read(self, select=None):
         """The claims as an Arrow table, and how messages name them."""

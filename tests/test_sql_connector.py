@@ -225,8 +225,7 @@ def test_findings_and_quarantine_go_into_database_tables(tmp_path):
     (["{file}", "--table", "claims", "--out", "{tmp}/f.parquet"], "--table reads claims from a database"),
     (["{url}", "--out", "{tmp}/f.parquet"], "--table NAME or --query"),
     (["{url}", "--table", "claims"], "--out"),
-    (["{url}", "--table", "claims", "--out", "{tmp}/f.parquet", "--partitions", "2"], "--partitions applies"),
-    (["{url}", "--table", "claims", "--out", "{tmp}/f.parquet", "--jobs", "2"], "--jobs applies"),
+    (["{url}", "--table", "claims", "--out", "{tmp}/f.parquet", "--temp-dir", "{tmp}/no/such/dir"], "--temp-dir"),
     (["{url}", "--table", "nosuch", "--out", "{tmp}/f.parquet"], "no table 'nosuch'"),
     (["sqlite:///{tmp}/nosuch.db", "--table", "claims", "--out", "{tmp}/f.parquet"], "no such database file"),
 ])
@@ -237,3 +236,30 @@ def test_database_mistakes_are_one_line(tmp_path, args, says):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in result.output
+
+
+def test_a_database_audited_in_partitions_and_workers_finds_what_one_pass_finds(tmp_path):
+    """The database is read once into a snapshot file, then audited as a file is: in partitions, by workers."""
+    url = _csv_db(tmp_path / "claims.db")
+    query = ["--query", "SELECT * FROM 结算明细 ORDER BY rowid"]
+    one = _audit(url, *query, "--out", tmp_path / "one.parquet")
+    parts = _audit(url, *query, "--out", tmp_path / "parts.parquet", "--partitions", "3", "--jobs", "2",
+                   "--temp-dir", tmp_path)
+    assert one.exit_code == 0 and parts.exit_code == 0, one.output + parts.output
+    assert "3 partitions" in parts.output and "2 worker processes" in parts.output
+    assert pq.read_table(tmp_path / "parts.parquet").equals(pq.read_table(tmp_path / "one.parquet"))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("claimaudit-")] == []  # snapshots removed
+
+
+def test_spooling_a_column_whose_type_changes_reads_it_as_text(tmp_path):
+    from claimaudit.connectors.sql import spool_sql
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (feedetl_sn TEXT, cnt)"))
+        conn.execute(text("INSERT INTO t VALUES ('a', NULL), ('b', NULL), ('c', 3), ('d', 'x')"))
+    engine.dispose()
+    n = spool_sql(url, tmp_path / "t.parquet", table="t", batch_rows=2)  # the first fetch: cnt all null
+    got = pq.read_table(tmp_path / "t.parquet")
+    assert n == 4 and got.column("cnt").to_pylist() == [None, None, "3", "x"]
+    assert got.equals(read_sql(url, table="t").cast(got.schema))
