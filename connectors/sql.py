@@ -16,7 +16,6 @@ Error messages name the database with its password hidden and never show row con
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import re
 from pathlib import Path
 
@@ -210,8 +209,8 @@ def _check_appendable(existing: list, names: list, table: str, where: str) -> No
 
 
 def _chunk(rows: list, width: int) -> list:
-    """Rows of one fetch as columns of Python values."""
-    return [list(col) for col in zip(*rows)] if rows else [[] for _ in range(width)]
+    """Rows of one fetch as columns (tuples of Python values)."""
+    return list(zip(*rows)) if rows else [() for _ in range(width)]
 
 
 def _column(name: str, parts: list) -> pa.ChunkedArray:
@@ -228,30 +227,21 @@ def _column(name: str, parts: list) -> pa.ChunkedArray:
     return pa.chunked_array([a if a.type == kind else a.cast(kind) for a in arrays], kind)
 
 
-def _array(values: list) -> pa.Array:
-    """Python values of one type as an Arrow array; values of several types (or of none Arrow reads) as text."""
-    kinds = {type(v) for v in values if v is not None}
-    if kinds <= {int, float} and float in kinds:
-        return pa.array(values, pa.float64())
-    if kinds == {decimal.Decimal}:
-        return pa.array([None if v is None else float(v) for v in values], pa.float64())
-    if kinds == {dt.datetime}:
-        if any(v is not None and v.tzinfo is not None for v in values):
-            return _as_text(values)
-        return pa.array(values, pa.timestamp("us"))
-    if kinds == {dt.date}:
-        return pa.array(values, pa.date32())
-    if kinds == {bool}:
-        return pa.array(values, pa.bool_())
-    if kinds == {int}:
-        try:
-            return pa.array(values, pa.int64())
-        except (OverflowError, pa.ArrowInvalid):
-            return _as_text(values)
-    if len(kinds) == 1 and kinds <= {str}:
-        return pa.array(values, pa.string())
-    if not kinds:
-        return pa.nulls(len(values))
+def _array(values) -> pa.Array:
+    """Python values of one type as an Arrow array (read by Arrow, in C); values of several types, or of a type
+    the engine does not read (bytes, time zones, intervals), as text. DECIMAL becomes float64."""
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        return _as_text(values)
+    t = arr.type
+    if pa.types.is_decimal(t):
+        return arr.cast(pa.float64())
+    if pa.types.is_timestamp(t) and t.tz is None:
+        return arr.cast(pa.timestamp("us"))
+    if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
+            or pa.types.is_date32(t) or t == pa.null()):
+        return arr
     return _as_text(values)
 
 
