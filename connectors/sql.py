@@ -44,16 +44,18 @@ def shown_url(url: str) -> str:
         return re.sub(r"//[^@/]*@", "//***@", str(url))
 
 
-def read_sql(url: str, table: str | None = None, query: str | None = None, batch_rows: int = BATCH_ROWS) -> pa.Table:
-    """The claim lines of ``table`` (every column) or of ``query`` (a SELECT) as an Arrow table."""
+def read_sql(url: str, table: str | None = None, query: str | None = None, batch_rows: int = BATCH_ROWS,
+             seen: dict | None = None) -> pa.Table:
+    """The claim lines of ``table`` (every column) or of ``query`` (a SELECT) as an Arrow table; ``seen`` gets
+    each column's type as the database gave it (see ``numeric_codes``)."""
     names, chunks = None, []
     for names, chunk in _fetch(url, table, query, batch_rows):
         chunks.append(chunk)
-    return pa.table({name: _column(name, [c[k] for c in chunks]) for k, name in enumerate(names)})
+    return pa.table({name: _column(name, [c[k] for c in chunks], seen) for k, name in enumerate(names)})
 
 
 def spool_sql(url: str, path, table: str | None = None, query: str | None = None,
-              batch_rows: int = BATCH_ROWS) -> int:
+              batch_rows: int = BATCH_ROWS, seen: dict | None = None) -> int:
     """The claim lines of ``table`` or ``query`` written to the Parquet file ``path`` chunk by chunk (memory: one
     chunk), typed as ``read_sql`` types them; the number of lines. The database is read once, so an audit of
     the file (partitioned, in workers) sees one snapshot. A column whose type changes after the first chunk is
@@ -61,7 +63,7 @@ def spool_sql(url: str, path, table: str | None = None, query: str | None = None
     as_text: set = set()
     while True:
         try:
-            return _spool(url, path, table, query, batch_rows, as_text)
+            return _spool(url, path, table, query, batch_rows, as_text, seen)
         except _TypeChanged as e:
             as_text.add(e.column)
 
@@ -72,12 +74,12 @@ class _TypeChanged(Exception):
         self.column = column
 
 
-def _spool(url: str, path, table, query, batch_rows: int, as_text: set) -> int:
+def _spool(url: str, path, table, query, batch_rows: int, as_text: set, seen: dict | None) -> int:
     import pyarrow.parquet as pq
     writer, schema, rows = None, None, 0
     try:
         for names, chunk in _fetch(url, table, query, batch_rows):
-            arrays = [_as_text(v) if n in as_text else _column(n, [v]).combine_chunks()
+            arrays = [_as_text(v) if n in as_text else _column(n, [v], seen).combine_chunks()
                       for n, v in zip(names, chunk)]
             if schema is None:
                 schema = pa.schema([(n, pa.string() if a.type == pa.null() else a.type) for n, a in zip(names, arrays)])
@@ -213,10 +215,25 @@ def _chunk(rows: list, width: int) -> list:
     return list(zip(*rows)) if rows else [() for _ in range(width)]
 
 
-def _column(name: str, parts: list) -> pa.ChunkedArray:
-    """One column from its fetched parts: one Arrow type for all of them (see the module docstring)."""
+# ids: a number is as good as its text; for codes a number has lost its leading zeros
+_IDS = frozenset(("feedetl_sn", "init_feedetl_sn", "mdtrt_id", "psn_no", "setl_id", "rxno", "drord_no"))
+
+
+def numeric_codes(schema: pa.Schema) -> list:
+    """National code fields a database held as numbers (read as text: ``hosp_lv`` 02 stored as 2 reads "2", and
+    no longer matches a knowledge table's "02"); the caller warns about them."""
+    return [f.name for f in schema if f.name in CLAIM_FIELDS and CLAIM_FIELDS[f.name].type == "text"
+            and f.name not in _IDS and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+                                         or pa.types.is_decimal(f.type))]
+
+
+def _column(name: str, parts: list, seen: dict | None = None) -> pa.ChunkedArray:
+    """One column from its fetched parts: one Arrow type for all of them (see the module docstring); ``seen``
+    gets the column's type as the database gave it."""
     arrays = [_array(values) for values in parts]
     types = {a.type for a in arrays if a.type != pa.null()}
+    if seen is not None and len(types) == 1:
+        seen.setdefault(name, next(iter(types)))
     text_field = name in CLAIM_FIELDS and CLAIM_FIELDS[name].type == "text"
     if len(types) > 1 or (text_field and types and types != {pa.string()}):
         arrays = [_as_text(values) for values in parts]

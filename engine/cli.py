@@ -226,6 +226,7 @@ class _ClaimsInput:
         chunk: the batch audit then reads a snapshot as it reads a file, in partitions when it is large."""
         import tempfile
 
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         from claimaudit.connectors.claims import check_columns
@@ -237,8 +238,10 @@ class _ClaimsInput:
             raise ClaimsError(f"--temp-dir {temp_dir}: cannot make a directory there: {e.strerror}") from None
         with spool as d:
             path = Path(d) / "claims.parquet"
-            spool_sql(self.claims, path, table=self.table, query=self.query)
+            seen: dict = {}  # each column's type as the database gave it
+            spool_sql(self.claims, path, table=self.table, query=self.query, seen=seen)
             check_columns(shown_url(self.claims), pq.read_schema(path).names, rules)  # named as the user wrote it
+            _warn_numeric_codes(pa.schema(list(seen.items())))
             yield str(path)
 
     def read(self, select=None):
@@ -246,11 +249,24 @@ class _ClaimsInput:
         from claimaudit.connectors.claims import read_table
         if not self.database:
             return read_table(Path(self.claims), select=select), Path(self.claims)
+        import pyarrow as pa
+
         from claimaudit.connectors.sql import read_sql, shown_url
-        table = read_sql(self.claims, table=self.table, query=self.query)
+        seen: dict = {}
+        table = read_sql(self.claims, table=self.table, query=self.query, seen=seen)
+        _warn_numeric_codes(pa.schema(list(seen.items())))
         if select is not None:
             table = table.select(list(select({n: table.schema.field(n).type for n in table.column_names})))
         return table, shown_url(self.claims)
+
+
+def _warn_numeric_codes(schema) -> None:
+    """A note for code fields the database holds as numbers: their leading zeros are gone."""
+    from claimaudit.connectors.sql import numeric_codes
+    codes = numeric_codes(schema)
+    if codes:
+        click.echo(f"note: the database holds {', '.join(codes)} as numbers: read as text without leading zeros "
+                   "(02 stored as 2 reads \"2\" and matches no \"02\"); store codes as text", err=True)
 
 
 def _write_outcome(outcome, claims: str, out_path, quarantine_path, out_table: str, append: bool) -> tuple:

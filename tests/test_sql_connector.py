@@ -263,3 +263,26 @@ def test_spooling_a_column_whose_type_changes_reads_it_as_text(tmp_path):
     got = pq.read_table(tmp_path / "t.parquet")
     assert n == 4 and got.column("cnt").to_pylist() == [None, None, "3", "x"]
     assert got.equals(read_sql(url, table="t").cast(got.schema))
+
+
+def test_codes_held_as_numbers_are_read_as_text_with_a_note(tmp_path):
+    """hosp_lv 02 stored as the number 2 reads "2": it no longer matches the knowledge's "02", and the console
+    says so (ids held as numbers are harmless and not named)."""
+    source = read_table(EXAMPLES / "claims.csv")
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    engine = create_engine(url)
+    names = source.column_names
+    numeric = {"hosp_lv", "feedetl_sn"}
+    rows = [{k: (int(v) if k in numeric and v and v.isdigit() else v) for k, v in r.items()} for r in source.to_pylist()]
+    if not any(isinstance(r["hosp_lv"], int) for r in rows):
+        pytest.skip("the example claims carry no numeric hosp_lv")
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE c ({', '.join(n + (' INTEGER' if n in numeric else ' TEXT') for n in names)})"))
+        conn.execute(text(f"INSERT INTO c VALUES ({', '.join(f':{n}' for n in names)})"), rows)
+    engine.dispose()
+    result = _audit(url, "--table", "c", "--out", tmp_path / "f.parquet")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note: the database holds")]
+    assert len(notes) == 1 and "hosp_lv" in notes[0] and "feedetl_sn" not in notes[0]
+    got = read_sql(url, table="c")
+    assert all(v is None or not v.startswith("0") for v in got.column("hosp_lv").to_pylist())
