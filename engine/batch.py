@@ -571,7 +571,10 @@ class BatchEngine:
         picked = np.unique(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
         picked = picked[~sub.bad[picked]]
         from claimaudit.connectors.claims import typed_records
-        dicts = typed_records(table.take(pa.array(rows[picked], pa.int64())))
+        from claimaudit.dsl.schema import CLAIM_FIELDS
+        # the fields the input has (a field it lacks reads as missing either way: .get gives None)
+        fields = tuple((n, info) for n, info in CLAIM_FIELDS.items() if n in table.column_names)
+        dicts = typed_records(table.take(pa.array(rows[picked], pa.int64())), fields)
         self.reference.use_lines(dicts)
         return {int(rows[i]): d for i, d in zip(picked, dicts)}
 
