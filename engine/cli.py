@@ -166,6 +166,8 @@ def audit(rules_path, claims, out_path, quarantine_path, sql_table, sql_query, o
     budget = _count_option("--partition-lines", partition_lines)
     jobs = _count_option("--jobs", jobs)
     source = _ClaimsInput(claims, sql_table, sql_query, out_path, asked, jobs)
+    if append and not (out_path and _is_url(out_path)):
+        _fail("--append adds to database tables: give a database URL as --out (a file is always written whole)")
     plan = _load_plan_or_exit(rules_path, profile)
     rs = plan.ruleset
     wanted = _stages(stages)
@@ -258,6 +260,11 @@ class _ClaimsInput:
         if select is not None:
             table = table.select(list(select({n: table.schema.field(n).type for n in table.column_names})))
         return table, shown_url(self.claims)
+
+
+def _is_url(text: str) -> bool:
+    from claimaudit.connectors.sql import is_database_url
+    return is_database_url(text)
 
 
 def _warn_numeric_codes(schema) -> None:

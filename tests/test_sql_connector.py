@@ -226,6 +226,7 @@ def test_findings_and_quarantine_go_into_database_tables(tmp_path):
     (["{url}", "--out", "{tmp}/f.parquet"], "--table NAME or --query"),
     (["{url}", "--table", "claims"], "--out"),
     (["{url}", "--table", "claims", "--out", "{tmp}/f.parquet", "--temp-dir", "{tmp}/no/such/dir"], "--temp-dir"),
+    (["{file}", "--out", "{tmp}/f.parquet", "--append"], "--append adds to database tables"),
     (["{url}", "--table", "nosuch", "--out", "{tmp}/f.parquet"], "no table 'nosuch'"),
     (["sqlite:///{tmp}/nosuch.db", "--table", "claims", "--out", "{tmp}/f.parquet"], "no such database file"),
 ])
