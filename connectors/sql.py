@@ -58,14 +58,19 @@ def spool_sql(url: str, path, table: str | None = None, query: str | None = None
               batch_rows: int = BATCH_ROWS, seen: dict | None = None) -> int:
     """The claim lines of ``table`` or ``query`` written to the Parquet file ``path`` chunk by chunk (memory: one
     chunk), typed as ``read_sql`` types them; the number of lines. The database is read once, so an audit of
-    the file (partitioned, in workers) sees one snapshot. A column whose type changes after the first chunk is
-    text (the query is read again with it as text: the file's columns have one type)."""
+    the file (partitioned, in workers) sees one snapshot. The file's columns have one type, set by the first
+    chunk: a column empty there is text (later values as their text, which the audit types as it types a CSV
+    cell); a typed column whose values change type later makes the query read again with it as text."""
     as_text: set = set()
     while True:
         try:
             return _spool(url, path, table, query, batch_rows, as_text, seen)
         except _TypeChanged as e:
-            as_text.add(e.column)
+            # a third such column: every column as text, so that the query is read at most four times
+            as_text.add(e.column if len(as_text) < 2 else _EVERY_COLUMN)
+
+
+_EVERY_COLUMN = object()  # in spool_sql's set of text columns: all of them
 
 
 class _TypeChanged(Exception):
@@ -79,14 +84,17 @@ def _spool(url: str, path, table, query, batch_rows: int, as_text: set, seen: di
     writer, schema, rows = None, None, 0
     try:
         for names, chunk in _fetch(url, table, query, batch_rows):
-            arrays = [_as_text(v) if n in as_text else _column(n, [v], seen).combine_chunks()
+            arrays = [_as_text(v) if n in as_text or _EVERY_COLUMN in as_text else _column(n, [v], seen).combine_chunks()
                       for n, v in zip(names, chunk)]
             if schema is None:
                 schema = pa.schema([(n, pa.string() if a.type == pa.null() else a.type) for n, a in zip(names, arrays)])
                 writer = pq.ParquetWriter(str(path), schema)
-            for n, a, f in zip(names, arrays, schema):
-                if a.type != f.type and a.type != pa.null():
+            for k, (n, a, f) in enumerate(zip(names, arrays, schema)):
+                if a.type == f.type or a.type == pa.null():
+                    continue
+                if f.type != pa.string():  # typed by the first fetch, other values now: read it again as text
                     raise _TypeChanged(n)
+                arrays[k] = _as_text(chunk[k])  # empty in the first fetch (text), values now: their text
             batch = pa.record_batch([a if a.type == f.type else a.cast(f.type) for a, f in zip(arrays, schema)],
                                     schema=schema)
             writer.write_batch(batch)

@@ -287,3 +287,42 @@ def test_codes_held_as_numbers_are_read_as_text_with_a_note(tmp_path):
     assert len(notes) == 1 and "hosp_lv" in notes[0] and "feedetl_sn" not in notes[0]
     got = read_sql(url, table="c")
     assert all(v is None or not v.startswith("0") for v in got.column("hosp_lv").to_pylist())
+
+
+def test_a_column_empty_in_the_first_fetch_is_read_once_as_text(tmp_path, monkeypatch):
+    """Refund links and discharge times are empty for most lines: the first fetch's empty column is text, and
+    the query is not read again for it (a 1M-line table was read once per such column)."""
+    from claimaudit.connectors import sql
+    url = f"sqlite:///{tmp_path / 'sparse.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (feedetl_sn TEXT, init_feedetl_sn TEXT, cnt REAL, endtime TEXT)"))
+        conn.execute(text("INSERT INTO t VALUES ('a', NULL, NULL, NULL), ('b', NULL, NULL, NULL), "
+                          "('c', 'a', 2.5, '2026-03-10 10:00:00'), ('d', NULL, 1.0, NULL)"))
+    engine.dispose()
+    reads = []
+    real = sql._fetch
+    monkeypatch.setattr(sql, "_fetch", lambda *a: reads.append(a) or real(*a))
+    assert sql.spool_sql(url, tmp_path / "t.parquet", table="t", batch_rows=2) == 4
+    got = pq.read_table(tmp_path / "t.parquet")
+    assert len(reads) == 1
+    assert got.column("init_feedetl_sn").to_pylist() == [None, None, "a", None]
+    assert got.column("cnt").to_pylist() == [None, None, "2.5", "1"]
+    assert got.column("endtime").to_pylist() == [None, None, "2026-03-10 10:00:00", None]
+
+
+def test_many_columns_changing_type_cost_at_most_four_reads(tmp_path, monkeypatch):
+    from claimaudit.connectors import sql
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:  # five columns typed in the first fetch, text in the second
+        conn.execute(text("CREATE TABLE t (a, b, c, d, e)"))
+        conn.execute(text("INSERT INTO t VALUES (1, 2, 3, 4, 5), (1, 2, 3, 4, 5), ('x', 'x', 'x', 'x', 'x')"))
+    engine.dispose()
+    reads = []
+    real = sql._fetch
+    monkeypatch.setattr(sql, "_fetch", lambda *a: reads.append(a) or real(*a))
+    assert sql.spool_sql(url, tmp_path / "t.parquet", table="t", batch_rows=2) == 3
+    assert len(reads) <= 4
+    got = pq.read_table(tmp_path / "t.parquet")
+    assert all(got.column(n).to_pylist() == ["1", "1", "x"] for n in "abcde")  # every value kept, as text
