@@ -121,7 +121,7 @@ def _fetch(url: str, table: str | None, query: str | None, batch_rows: int):
             names = [str(k).strip() for k in result.keys()]
             _check_names(names, where)
             empty = True
-            for rows in result.partitions():
+            for rows in result.partitions(batch_rows):  # the size given: a text query may not carry yield_per
                 empty = False
                 yield names, _chunk(rows, len(names))
             if empty:

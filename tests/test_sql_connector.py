@@ -326,3 +326,17 @@ def test_many_columns_changing_type_cost_at_most_four_reads(tmp_path, monkeypatc
     assert len(reads) <= 4
     got = pq.read_table(tmp_path / "t.parquet")
     assert [got.column(n).to_pylist() for n in "abcde"] == [[str(i), str(i), "x"] for i in range(1, 6)]  # as text
+
+
+@pytest.mark.parametrize("how", [{"table": "claims"}, {"query": "SELECT * FROM claims"}])
+def test_rows_are_fetched_in_chunks_of_the_size_asked(tmp_path, monkeypatch, how):
+    """A text query does not carry SQLAlchemy's yield_per: without the size, SQLite's cursor fetched one row at a
+    time after the first chunk (a 1M-line query ran for many minutes)."""
+    from claimaudit.connectors import sql
+    url, source = _typed_db(tmp_path / "claims.db")
+    sizes = []
+    real = sql._chunk
+    monkeypatch.setattr(sql, "_chunk", lambda rows, width: sizes.append(len(rows)) or real(rows, width))
+    sql.spool_sql(url, tmp_path / "t.parquet", batch_rows=10, **how)
+    n = source.num_rows  # (a column changing type may stop a pass and read the query again)
+    assert all(s in (10, n % 10) for s in sizes) and sizes[-1] == n % 10 and len(sizes) <= 4 * (n // 10 + 1)
