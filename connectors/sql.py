@@ -108,7 +108,7 @@ def _spool(url: str, path, table, query, batch_rows: int, as_text: set, seen: di
 
 
 def _fetch(url: str, table: str | None, query: str | None, batch_rows: int):
-    """(column names, the chunk's columns as Python value lists) per fetch of ``table`` or ``query``."""
+    """(column names, the chunk's columns as tuples of Python values) per fetch of ``table`` or ``query``."""
     if (table is None) == (query is None):
         raise ClaimsError(f"{shown_url(url)}: name the claims with --table NAME or --query 'SELECT …' (one of them)")
     where = shown_url(url)
@@ -249,6 +249,8 @@ def _column(name: str, parts: list, seen: dict | None = None) -> pa.ChunkedArray
     kind = types.pop() if types else (pa.string() if text_field or name not in CLAIM_FIELDS else pa.null())
     if kind == pa.null():
         kind = pa.string()
+    if pa.types.is_integer(kind) and name in CLAIM_FIELDS and CLAIM_FIELDS[name].type == "number":
+        kind = pa.float64()  # as the audit reads numbers; and 2 then 2.5 later in a column keeps one type
     return pa.chunked_array([a if a.type == kind else a.cast(kind) for a in arrays], kind)
 
 

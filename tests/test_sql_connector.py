@@ -340,3 +340,20 @@ def test_rows_are_fetched_in_chunks_of_the_size_asked(tmp_path, monkeypatch, how
     sql.spool_sql(url, tmp_path / "t.parquet", batch_rows=10, **how)
     n = source.num_rows  # (a column changing type may stop a pass and read the query again)
     assert all(s in (10, n % 10) for s in sizes) and sizes[-1] == n % 10 and len(sizes) <= 4 * (n // 10 + 1)
+
+
+def test_a_quantity_held_as_whole_numbers_then_fractions_is_read_once_as_numbers(tmp_path, monkeypatch):
+    from claimaudit.connectors import sql
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:  # NUMERIC affinity: 2 is stored as an integer, 2.5 as a real
+        conn.execute(text("CREATE TABLE t (feedetl_sn TEXT, cnt NUMERIC)"))
+        conn.execute(text("INSERT INTO t VALUES ('a', 2), ('b', 3), ('c', 2.5)"))
+    engine.dispose()
+    reads = []
+    real = sql._fetch
+    monkeypatch.setattr(sql, "_fetch", lambda *a: reads.append(a) or real(*a))
+    sql.spool_sql(url, tmp_path / "t.parquet", table="t", batch_rows=2)
+    got = pq.read_table(tmp_path / "t.parquet")
+    assert len(reads) == 1 and got.column("cnt").type == pa.float64()
+    assert got.column("cnt").to_pylist() == [2.0, 3.0, 2.5]
