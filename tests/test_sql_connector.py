@@ -35,6 +35,25 @@ def _typed_db(path: Path, name: str = "claims") -> tuple[str, pa.Table]:
     return url, source
 
 
+def _sqlite(path: Path, *statements: str) -> str:
+    """A SQLite file made by plain SQL statements (SQLite keeps each value's own type); its URL."""
+    url = f"sqlite:///{path}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+    return url
+
+
+def _counting_reads(monkeypatch) -> list:
+    """Each read of the database by connectors/sql, recorded."""
+    from claimaudit.connectors import sql
+    reads, real = [], sql._fetch
+    monkeypatch.setattr(sql, "_fetch", lambda *a: reads.append(a) or real(*a))
+    return reads
+
+
 def test_a_database_url_is_told_from_a_file():
     assert is_database_url("sqlite:///claims.db") and is_database_url("postgresql+psycopg://u:p@host/db")
     assert not is_database_url("claims.parquet") and not is_database_url("/data/claims.csv")
@@ -74,12 +93,9 @@ def test_small_fetches_give_the_same_table(tmp_path):
 
 
 def test_ids_held_as_numbers_become_text_and_mixed_columns_text(tmp_path):
-    url = f"sqlite:///{tmp_path / 'odd.db'}"
-    engine = create_engine(url)
-    with engine.begin() as conn:  # SQLite keeps each value's own type: a column may mix them
-        conn.execute(text("CREATE TABLE t (feedetl_sn INTEGER, cnt, vali_flag, note)"))
-        conn.execute(text("INSERT INTO t VALUES (1001, 2, 1, 'a'), (1002, 'two', 0, NULL), (1003, 2.5, NULL, NULL)"))
-    engine.dispose()
+    url = _sqlite(tmp_path / 'odd.db',  # SQLite keeps each value's own type: a column may mix them
+                  "CREATE TABLE t (feedetl_sn INTEGER, cnt, vali_flag, note)",
+                  "INSERT INTO t VALUES (1001, 2, 1, 'a'), (1002, 'two', 0, NULL), (1003, 2.5, NULL, NULL)")
     got = read_sql(url, table="t")
     assert got.column("feedetl_sn").to_pylist() == ["1001", "1002", "1003"]  # a text field of the schema
     assert got.column("cnt").to_pylist() == ["2", "two", "2.5"]  # mixed: text, typed later (and quarantined)
@@ -254,12 +270,9 @@ def test_a_database_audited_in_partitions_and_workers_finds_what_one_pass_finds(
 
 def test_spooling_a_column_whose_type_changes_reads_it_as_text(tmp_path):
     from claimaudit.connectors.sql import spool_sql
-    url = f"sqlite:///{tmp_path / 'odd.db'}"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (feedetl_sn TEXT, cnt)"))
-        conn.execute(text("INSERT INTO t VALUES ('a', NULL), ('b', NULL), ('c', 3), ('d', 'x')"))
-    engine.dispose()
+    url = _sqlite(tmp_path / 'odd.db',
+                  "CREATE TABLE t (feedetl_sn TEXT, cnt)",
+                  "INSERT INTO t VALUES ('a', NULL), ('b', NULL), ('c', 3), ('d', 'x')")
     n = spool_sql(url, tmp_path / "t.parquet", table="t", batch_rows=2)  # the first fetch: cnt all null
     got = pq.read_table(tmp_path / "t.parquet")
     assert n == 4 and got.column("cnt").to_pylist() == [None, None, "3", "x"]
@@ -275,8 +288,7 @@ def test_codes_held_as_numbers_are_read_as_text_with_a_note(tmp_path):
     names = source.column_names
     numeric = {"hosp_lv", "feedetl_sn"}
     rows = [{k: (int(v) if k in numeric and v and v.isdigit() else v) for k, v in r.items()} for r in source.to_pylist()]
-    if not any(isinstance(r["hosp_lv"], int) for r in rows):
-        pytest.skip("the example claims carry no numeric hosp_lv")
+    assert any(isinstance(r["hosp_lv"], int) for r in rows)  # the example claims carry levels like 02
     with engine.begin() as conn:
         conn.execute(text(f"CREATE TABLE c ({', '.join(n + (' INTEGER' if n in numeric else ' TEXT') for n in names)})"))
         conn.execute(text(f"INSERT INTO c VALUES ({', '.join(f':{n}' for n in names)})"), rows)
@@ -293,16 +305,11 @@ def test_a_column_empty_in_the_first_fetch_is_read_once_as_text(tmp_path, monkey
     """Refund links and discharge times are empty for most lines: the first fetch's empty column is text, and
     the query is not read again for it (a 1M-line table was read once per such column)."""
     from claimaudit.connectors import sql
-    url = f"sqlite:///{tmp_path / 'sparse.db'}"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (feedetl_sn TEXT, init_feedetl_sn TEXT, cnt REAL, endtime TEXT)"))
-        conn.execute(text("INSERT INTO t VALUES ('a', NULL, NULL, NULL), ('b', NULL, NULL, NULL), "
-                          "('c', 'a', 2.5, '2026-03-10 10:00:00'), ('d', NULL, 1.0, NULL)"))
-    engine.dispose()
-    reads = []
-    real = sql._fetch
-    monkeypatch.setattr(sql, "_fetch", lambda *a: reads.append(a) or real(*a))
+    url = _sqlite(tmp_path / 'sparse.db',
+                  "CREATE TABLE t (feedetl_sn TEXT, init_feedetl_sn TEXT, cnt REAL, endtime TEXT)",
+                  "INSERT INTO t VALUES ('a', NULL, NULL, NULL), ('b', NULL, NULL, NULL), "
+                  "('c', 'a', 2.5, '2026-03-10 10:00:00'), ('d', NULL, 1.0, NULL)")
+    reads = _counting_reads(monkeypatch)
     assert sql.spool_sql(url, tmp_path / "t.parquet", table="t", batch_rows=2) == 4
     got = pq.read_table(tmp_path / "t.parquet")
     assert len(reads) == 1
@@ -313,15 +320,10 @@ def test_a_column_empty_in_the_first_fetch_is_read_once_as_text(tmp_path, monkey
 
 def test_many_columns_changing_type_cost_at_most_four_reads(tmp_path, monkeypatch):
     from claimaudit.connectors import sql
-    url = f"sqlite:///{tmp_path / 'mixed.db'}"
-    engine = create_engine(url)
-    with engine.begin() as conn:  # five columns typed in the first fetch, text in the second
-        conn.execute(text("CREATE TABLE t (a, b, c, d, e)"))
-        conn.execute(text("INSERT INTO t VALUES (1, 2, 3, 4, 5), (1, 2, 3, 4, 5), ('x', 'x', 'x', 'x', 'x')"))
-    engine.dispose()
-    reads = []
-    real = sql._fetch
-    monkeypatch.setattr(sql, "_fetch", lambda *a: reads.append(a) or real(*a))
+    url = _sqlite(tmp_path / 'mixed.db',  # five columns typed in the first fetch, text in the second
+                  "CREATE TABLE t (a, b, c, d, e)",
+                  "INSERT INTO t VALUES (1, 2, 3, 4, 5), (1, 2, 3, 4, 5), ('x', 'x', 'x', 'x', 'x')")
+    reads = _counting_reads(monkeypatch)
     assert sql.spool_sql(url, tmp_path / "t.parquet", table="t", batch_rows=2) == 3
     assert len(reads) <= 4
     got = pq.read_table(tmp_path / "t.parquet")
@@ -344,15 +346,10 @@ def test_rows_are_fetched_in_chunks_of_the_size_asked(tmp_path, monkeypatch, how
 
 def test_a_quantity_held_as_whole_numbers_then_fractions_is_read_once_as_numbers(tmp_path, monkeypatch):
     from claimaudit.connectors import sql
-    url = f"sqlite:///{tmp_path / 'q.db'}"
-    engine = create_engine(url)
-    with engine.begin() as conn:  # NUMERIC affinity: 2 is stored as an integer, 2.5 as a real
-        conn.execute(text("CREATE TABLE t (feedetl_sn TEXT, cnt NUMERIC)"))
-        conn.execute(text("INSERT INTO t VALUES ('a', 2), ('b', 3), ('c', 2.5)"))
-    engine.dispose()
-    reads = []
-    real = sql._fetch
-    monkeypatch.setattr(sql, "_fetch", lambda *a: reads.append(a) or real(*a))
+    url = _sqlite(tmp_path / 'q.db',  # NUMERIC affinity: 2 is stored as an integer, 2.5 as a real
+                  "CREATE TABLE t (feedetl_sn TEXT, cnt NUMERIC)",
+                  "INSERT INTO t VALUES ('a', 2), ('b', 3), ('c', 2.5)")
+    reads = _counting_reads(monkeypatch)
     sql.spool_sql(url, tmp_path / "t.parquet", table="t", batch_rows=2)
     got = pq.read_table(tmp_path / "t.parquet")
     assert len(reads) == 1 and got.column("cnt").type == pa.float64()
