@@ -165,7 +165,7 @@ def audit(rules_path, claims, out_path, quarantine_path, sql_table, sql_query, o
     asked = _count_option("--partitions", partitions) if partitions is not None else None
     budget = _count_option("--partition-lines", partition_lines)
     jobs = _count_option("--jobs", jobs)
-    source = _ClaimsInput(claims, sql_table, sql_query, out_path, asked, jobs)
+    source = _ClaimsInput(claims, sql_table, sql_query, out_path)
     if append and not (out_path and _is_url(out_path)):
         _fail("--append adds to database tables: give a database URL as --out (a file is always written whole)")
     plan = _load_plan_or_exit(rules_path, profile)
@@ -187,11 +187,9 @@ def audit(rules_path, claims, out_path, quarantine_path, sql_table, sql_query, o
             from .batch import BatchEngine
             engine = BatchEngine(plan, stages=wanted)
             recipe = EngineRecipe(rules_path, profile, frozenset(wanted))  # workers build the same engine
-            if source.database:  # a snapshot in a Parquet file: then audited as a file is (partitions, workers)
-                with source.spooled(temp_dir, engine.rules) as spooled:
-                    outcome = _audit_batch(engine, spooled, asked, budget, temp_dir, jobs, recipe)
-            else:
-                outcome = _audit_batch(engine, claims, asked, budget, temp_dir, jobs, recipe)
+            # a database: a snapshot in a Parquet file, then audited as a file is (partitions, workers)
+            with source.spooled(temp_dir, engine.rules) as path:
+                outcome = _audit_batch(engine, path, asked, budget, temp_dir, jobs, recipe)
     except (ClaimsError, PartitionError, WorkerLost) as e:
         _fail(str(e))
     except PlanError as e:  # a worker could not load the rules the parent loaded (changed meanwhile)
@@ -208,7 +206,7 @@ class _ClaimsInput:
     """Where the claims come from: a file (CLAIMS a path), or a database (CLAIMS a URL, with --table or --query);
     what does not fit the one chosen is a one-line error."""
 
-    def __init__(self, claims: str, table, query, out_path, partitions, jobs):
+    def __init__(self, claims: str, table=None, query=None, out_path=None):
         from claimaudit.connectors.sql import is_database_url
         self.claims, self.table, self.query = claims, table, query
         self.database = is_database_url(claims)
@@ -224,16 +222,19 @@ class _ClaimsInput:
 
     @contextmanager
     def spooled(self, temp_dir, rules):
-        """The database's lines in a Parquet file under ``temp_dir`` (removed afterwards), read once, chunk by
-        chunk: the batch audit then reads a snapshot as it reads a file, in partitions when it is large."""
+        """The claims as a file: the file itself, or the database's lines in a Parquet file under ``temp_dir``
+        (removed afterwards), read once, chunk by chunk: the batch audit then reads a snapshot as it reads a
+        file, in partitions when it is large."""
+        if not self.database:
+            yield self.claims
+            return
         import tempfile
 
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from claimaudit.connectors.claims import check_columns
+        from claimaudit.connectors.claims import ClaimsError, check_columns
         from claimaudit.connectors.sql import shown_url, spool_sql
-        from claimaudit.connectors.claims import ClaimsError
         try:
             spool = tempfile.TemporaryDirectory(prefix="claimaudit-db-", dir=temp_dir)
         except OSError as e:
@@ -367,7 +368,7 @@ def _audit_in_memory(engine, source, executor: str):
 
     from .partitioned import AuditOutcome
     if not isinstance(source, _ClaimsInput):
-        source = _ClaimsInput(str(source), None, None, None, None, 1)
+        source = _ClaimsInput(str(source))
     table, named = source.read(None if executor == "reference" else engine.columns_to_read)
     check_columns(named, table.column_names, engine.rules)
     table, input_rows, set_aside = net_table(table)  # invalid lines out, refunds netted
