@@ -34,6 +34,7 @@ reference decides that line and row (counted in ``reference_decisions``).
 from __future__ import annotations
 
 import datetime as dt
+from array import array
 from itertools import compress, repeat
 from operator import eq, is_, itemgetter
 
@@ -51,7 +52,7 @@ from .window import MAX_INVOLVED, NO_TIME, _rolling_days, group_of, line_time, l
 
 _MEMO_LIMIT = 200_000  # codes remembered per key field (codes repeat from request to request)
 _UNSET = object()
-_NO_FACTS = ((), (), None)  # a line without a code: in no pool, a candidate of nothing
+_NO_FACTS = (b"", (), None)  # a line without a code: in no pool, a candidate of nothing
 _FIRST = itemgetter(0)
 
 
@@ -726,11 +727,17 @@ class CrossLineRules:
                 plain = (partners, needs, tuple(plain))
             if len(memo) >= _MEMO_LIMIT:
                 memo.clear()
-            got = memo[code] = (tuple(pools), tuple(cands), plain or None)
+            got = memo[code] = (pool_ids(pools), tuple(cands), plain or None)
         return got
 
     def request(self, lines: list, wanted) -> "CrossRequest":
         return CrossRequest(self, lines, wanted)
+
+
+def pool_ids(pids) -> bytes:
+    """Pool ids packed as C ints: the request index reads a line's pools from one small object (a tuple of int
+    objects cost a cache miss per pool id on a cold request)."""
+    return array("i", pids).tobytes()
 
 
 class Tied(Exception):

@@ -5,9 +5,9 @@ evidence are compiled once into closures (``inline.compile_expr`` over the rule'
 and window values read as parameters ``k.col`` / ``w.name``, as inline_cross decides them); per knowledge
 row what never changes (the knowledge point, its evidence, the finding id's prefix, the parameters the
 message and amount read, and what the message and the amount's text show of the row alone) is worked out on
-first use. Rendering a hit is then the amount, the parts that read the line or the window, and one kernel
-call (kernels/_crossrender.pyx, twin crossrender_twin.py) that joins the message, evidence and involved lines
-and makes the finding id.
+first use. Rendering a hit is then one kernel call (kernels/_crossrender.pyx, twin crossrender_twin.py):
+the amount (an amount that is one claim field read as it is), the parts that read the line or the window,
+the message, evidence and involved lines joined, and the finding id.
 
 The result is the finding ``ReferenceEngine._finding`` gives for a violation, field for field, from the
 same window values and involved lines (tests/test_inline_cross.py compares every finding with the
@@ -24,10 +24,8 @@ from . import reference as ref
 from .findings import ROLE_INVOLVED, ROLE_VIOLATING, VIOLATION, Finding
 from .inline_render import format_fast
 from .profiles import mark_with_profile
-from .values import Unknown, format_money, format_value, round_money
+from .values import Unknown, format_money, format_value
 
-_new = object.__new__
-_set = object.__setattr__
 _ISO: dict = {}  # date -> its ISO text (date.isoformat is slow; days of service repeat)
 
 
@@ -67,6 +65,11 @@ class CrossRenderer:
         self.message_extra = any(isinstance(p, ir.Field) and p.name.startswith("@") and p.name != "@involved"
                                  for p in rule.message.parts)
         self.location = f"{rule.span.file}:{rule.span.line}" if rule.span else ""
+        # the usual amount is one claim field of the line (its in-scope amount): read and shown as it is, without
+        # the closures; and where neither it nor the message reads the row or the window, they are not gathered
+        amount = rule.amount
+        self.amount_field = amount.name if isinstance(amount, ir.Field) and amount.name in CLAIM_FIELDS else None
+        self.reads_row = self.amount_field is None or not all(_shown_without_row(p) for p in rule.message.parts)
         cols = []  # knowledge columns the message and amount read (as parameters)
         for e in (rule.amount, *[p for p in rule.message.parts if not isinstance(p, str)]):
             for node in ir.walk(e) if e is not None else ():
@@ -85,6 +88,17 @@ class CrossRenderer:
                                   "evidence", "amount", "amount_formula", "lines"))
         self.program = kernel.Program({**self.static, **template}, tuple(self.evidence_fields), format_fast, _iso,
                                       ROLE_VIOLATING, ROLE_INVOLVED)
+        self.program.bind(self._points, self.point, wkeys, self.window_evidence, self.reads_row, self.amount_field,
+                          self.amount, self.amount_names, self._extra if self.message_extra else None, Finding, Unknown,
+                          None if profile is None else (lambda f: mark_with_profile(f, profile)))
+        # the finding on ``env.line`` for knowledge row ``index`` (-1: none) with the window's values (by
+        # ``w.<name>``, or an Unknown for the whole window) and its involved lines (crossrender_twin.violation)
+        self.violation = self.program.violation
+
+    def _extra(self, amount, knowledge_text: str, knowledge_source: str) -> dict:
+        """The finding's own values a message shows ({amount}, {rule_code} ...)."""
+        return {"amount": format_money(amount), "rule_code": self.rule.code, "rule_name": self.rule.name,
+                "knowledge_text": knowledge_text, "knowledge_source": knowledge_source}
 
     def point(self, index: int) -> tuple:
         """(knowledge point, id prefix, knowledge evidence, parameters, text, source, message parts, amount text
@@ -110,42 +124,23 @@ class CrossRenderer:
                                          (kp.source or "") if kp else "", message, amount_text)
         return got
 
-    def violation(self, env: ref.Env, index: int, window, involved: tuple):
-        """The finding on ``env.line`` for knowledge row ``index`` (-1: none) with the window's values (by
-        ``w.<name>``, or an Unknown for the whole window) and its involved lines. ``env`` is the line's (its
-        derived values are reused); its ``row`` is replaced."""
-        kp, prefix, kevidence, params, ktext, ksource, message, amount_text = self.point(index)
-        if type(window) is Unknown:
-            env.row = {**params, **dict.fromkeys(self.wkeys, window)}
-            tail = kevidence
-        else:
-            env.row = {**params, **window}
-            tail = kevidence + tuple([(key, format_fast(window[key])) for key in self.window_evidence])
-        value = self.amount(env)
-        names = self.amount_names
-        if type(value) is Unknown:
-            amount, formula = None, f"{names}: cannot compute ({value.reason})"
-        else:
-            amount = round_money(float(value))
-            values = amount_text if type(amount_text) is str else \
-                "".join([p if type(p) is str else format_fast(p[1](env)) for p in amount_text])
-            formula = f"{names} = {values} = {amount:.2f}" if names != values else f"{names} = {amount:.2f}"
-        extra = None
-        if self.message_extra:
-            extra = {"amount": format_money(amount), "rule_code": self.rule.code, "rule_name": self.rule.name,
-                     "knowledge_text": ktext, "knowledge_source": ksource}
-        values = self.program.values(env.line, env, message, involved, extra, prefix, kp, tail, amount, formula)
-        found = _new(Finding)  # as findings.new_finding, without copying the values once more
-        _set(found, "__dict__", values)
-        return found if self.profile is None else mark_with_profile(found, self.profile)
-
-
 _ROW = object()  # marks a message part that reads only the knowledge row (and constants): shown once per row
 
 
 def _of_row(expr) -> bool:
     """Whether an expression's value depends on the knowledge row alone (constants, its columns, operators)."""
     return all(isinstance(n, (ir.Const, ir.KnowledgeField, ir.Op)) for n in ir.walk(expr))
+
+
+def _shown_without_row(part) -> bool:
+    """Whether a message part is shown without the knowledge row or window values gathered per violation:
+    texts, a claim field, ``{involved}`` and the finding's own values, and parts of the row alone (shown once
+    per row by ``point``)."""
+    if isinstance(part, str):
+        return True
+    if isinstance(part, ir.Field):
+        return part.name.startswith("@") or part.name in CLAIM_FIELDS
+    return _of_row(part)
 
 
 def _joined(parts: list) -> tuple:

@@ -6,22 +6,24 @@ or a field; and a line found by identity wherever the search starts."""
 from __future__ import annotations
 
 import datetime as dt
+from array import array
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from claimaudit.engine.inline_cross import pool_ids as P
 from claimaudit.engine.kernels import cross, cross_twin
 
 _cross = pytest.importorskip("claimaudit.engine.kernels._cross")
 
-NO_FACTS = ((), (), None)
+NO_FACTS = (P(()), (), None)  # pool ids are packed (P): the index reads them as C ints
 CODES = ["A", "B", "C", "D", "E", "F", None]
 PLAIN_C = ((5, 1), ("psn_no",), ("pair",))  # plain pairs: partner pools, fields of their groups
 PLAIN_E = ((7,), ("psn_no", "mdtrt_id"), ("pair",))
 # what a code means: the pools it belongs to, its candidates, its plain pairs
-FACTS = {"A": ((0, 1), ("a",), None), "B": ((1,), (), None), "C": ((5,), (), PLAIN_C), "D": ((2, 0, 3), (), None),
-         "E": ((), (), PLAIN_E), "F": ((4, 4), (), None)}  # F: a pool listed twice
+FACTS = {"A": (P((0, 1)), ("a",), None), "B": (P((1,)), (), None), "C": (P((5,)), (), PLAIN_C),
+         "D": (P((2, 0, 3)), (), None), "E": (P(()), (), PLAIN_E), "F": (P((4, 4)), (), None)}  # F: a pool listed twice
 
 
 class Line(dict):
@@ -31,7 +33,7 @@ class Line(dict):
 def _miss_recorder(calls: list):
     def miss(field, code):
         calls.append((field, code))
-        return FACTS[code] if field == "med_list_codg" else ((10 + ord(code[0]),), (), None)
+        return FACTS[code] if field == "med_list_codg" else (P((10 + ord(code[0]),)), (), None)
     return miss
 
 
@@ -79,7 +81,7 @@ def test_the_index_equals_the_twin_and_the_known_answers(request):
     for f in range(2):
         for k in range(len(lines)):
             if times[k] is not None:
-                for pid in facts[f][k][0]:
+                for pid in array("i", facts[f][k][0]):
                     if k not in want.setdefault(pid, []):
                         want[pid].append(k)
     assert present == sorted(want) and count == len(want)
@@ -96,7 +98,7 @@ def test_the_index_equals_the_twin_and_the_known_answers(request):
 
 
 def test_a_pool_lists_timed_lines_only_in_input_order():
-    facts = [[((3,), (), None), ((3, 2), (), None), ((3,), (), None)]]
+    facts = [[(P((3,)), (), None), (P((3, 2)), (), None), (P((3,)), (), None)]]
     for kernel in (_cross, cross_twin):
         lines = [{"fee_ocur_time": dt.date(2025, 1, 1)}, {"fee_ocur_time": None}, {"fee_ocur_time": dt.date(2025, 1, 2)}]
         memo = {str(k): facts[0][k] for k in range(3)}
@@ -150,10 +152,10 @@ R = {name: _Rule(name, shape) for name, shape in (("rA", None), ("rC", ("pair",)
                                                    ("rD2", None), ("rD3", ("pair", "plain")), ("rE", ("requires",)))}
 # what a code means to decide_current: pools, candidates ((rule, points), ...), plain pairs (partner pools,
 # fields of their groups, ((rule, points), ...))
-DECIDE_FACTS = {"A": ((0, 1), ((R["rA"], "pA"),), None), "B": ((1,), (), None),
-                "C": ((5,), (), ((5, 1), ("psn_no",), ((R["rC"], "pC"),))),
-                "D": ((2, 0, 3), ((R["rD1"], "pD1"), (R["rD2"], "pD2")), ((7,), ("mdtrt_id",), ((R["rD3"], "pD3"),))),
-                "E": ((), (), ((7,), ("psn_no", "mdtrt_id"), ((R["rE"], "pE"),))), "F": ((4, 4), (), None)}
+DECIDE_FACTS = {"A": (P((0, 1)), ((R["rA"], "pA"),), None), "B": (P((1,)), (), None),
+                "C": (P((5,)), (), ((5, 1), ("psn_no",), ((R["rC"], "pC"),))),
+                "D": (P((2, 0, 3)), ((R["rD1"], "pD1"), (R["rD2"], "pD2")), ((7,), ("mdtrt_id",), ((R["rD3"], "pD3"),))),
+                "E": (P(()), (), ((7,), ("psn_no", "mdtrt_id"), ((R["rE"], "pE"),))), "F": (P((4, 4)), (), None)}
 SLOTS = {"rA": 2, "rC": 0, "rD1": 3, "rD2": 1, "rD3": 4, "rE": 5}
 
 
@@ -335,3 +337,61 @@ def test_a_violation_is_assembled_as_the_twin_does(line, others, subclass, messa
         got.append(list(values.items()))
         assert template["finding_id"] is None  # the template is copied, never written to
     assert got[0] == got[1]
+
+
+class _Unknown:
+    def __init__(self, reason):
+        self.reason = reason
+
+
+class _Found:
+    pass
+
+
+_AMOUNTS = st.one_of(st.none(), st.floats(-1e9, 1e9), st.floats(allow_nan=False, allow_infinity=False),
+                     st.sampled_from([0.005, 2.675, -2.675, 1e-7, -0.0, 12.5, 20.0, 1e16]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_AMOUNTS, by_field=st.booleans(), unknown_window=st.booleans(), reads_row=st.booleans(),
+       extra=st.booleans(), marked=st.booleans(), point_known=st.booleans())
+def test_a_whole_violation_is_made_as_the_twin_makes_it(value, by_field, unknown_window, reads_row, extra, marked,
+                                                         point_known):
+    """The kernel's violation (row and window for the closures, amount rounded half-up to the fen, its
+    formula, the message's extra values, the finding and its profile mark) equals the twin's, and the amount is
+    values.round_money of the amount."""
+    from claimaudit.engine.kernels import crossrender_twin
+    from claimaudit.engine.values import round_money
+
+    line = {"feedetl_sn": "L1", "mdtrt_id": "E1", "hilist_name": "药", "inscp_scp_amt": value}
+    window = _Unknown("no time") if unknown_window else {"w.count": 3.0}
+    part = ("P", "R\x1fk:1\x1f", (("k.text", "t"),), {"k.max": 2.0}, "原文", "来源",
+            ("第", (None, lambda env, involved, extra: str(extra)), "次"), ((None, lambda env: env.line["cnt"]),))
+    made = []
+    for kernel in (_crossrender, crossrender_twin):
+        program = kernel.Program({"finding_id": None, "message": None, "amount": None, "amount_formula": None},
+                                 ("inscp_scp_amt",), lambda v: f"<{v}>", str, 1, 2)
+        points = {7: part} if point_known else {}
+        asked = []
+        program.bind(points, lambda index: asked.append(index) or part, ("w.count",), ("w.count",), reads_row,
+                     "inscp_scp_amt" if by_field else None,
+                     lambda env: _Unknown("amount is missing") if value is None else value, "inscp_scp_amt",
+                     (lambda amount, text, source: {"amount": amount, "text": text}) if extra else None, _Found,
+                     _Unknown, (lambda f: (f, "marked")) if marked else None)
+        env = _Env(dict(line, cnt=2.0))
+        env.row = "before"
+        try:
+            got = program.violation(env, 7, window, ({"feedetl_sn": "L0"},))
+        except (ValueError, OverflowError) as e:  # a value round_money refuses: refused alike
+            made.append((type(e), asked))
+            continue
+        found = got[0] if marked else got
+        assert (type(got[1]) if marked else None, type(found)) == ((str if marked else None), _Found)
+        row = env.row if reads_row else None
+        made.append((found.__dict__, row if not reads_row else {k: (v.reason if isinstance(v, _Unknown) else v)
+                                                                  for k, v in row.items()}, asked))
+        if value is not None:
+            assert found.__dict__["amount"] == round_money(value)
+        if not reads_row:
+            assert env.row == "before"  # left as it was: nothing reads it
+    assert made[0] == made[1]

@@ -9,6 +9,7 @@ from cpython.long cimport PyLong_AsLong, PyLong_CheckExact
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.set cimport PyAnySet_CheckExact, PySet_Contains
 from cpython.ref cimport PyObject
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 _TIME = "fee_ocur_time"
 cdef str _LINE_ID = "feedetl_sn"
@@ -110,7 +111,8 @@ def index_request(list lines, tuple fields, tuple memos, miss, tuple no_facts):
     cdef dict memo
     cdef object line, code, got, field
     cdef PyObject* hit
-    cdef tuple pids
+    cdef bytes pids
+    cdef const int* ids
     cdef Pools present
     time_key = _TIME
     for k in range(n):
@@ -129,16 +131,17 @@ def index_request(list lines, tuple fields, tuple memos, miss, tuple no_facts):
                 got = miss(field, code) if hit == NULL else <object>hit
             per[k] = got
             if <object>PyList_GET_ITEM(times, k) is not None:
-                total += PyTuple_GET_SIZE(<tuple>got[0])
+                total += PyBytes_GET_SIZE(<bytes>got[0]) // sizeof(int)
         facts.append(per)
     present = Pools(total)
     for k in range(n):  # line by line (not field by field): each pool's lines in input order
         if <object>PyList_GET_ITEM(times, k) is None:
             continue
         for f in range(nf):
-            pids = <tuple>(<tuple>PyList_GET_ITEM(<list>PyList_GET_ITEM(facts, f), k))[0]
-            for j in range(PyTuple_GET_SIZE(pids)):
-                present.add(_pool_id(<object>PyTuple_GET_ITEM(pids, j)), <int>k)
+            pids = <bytes>(<tuple>PyList_GET_ITEM(<list>PyList_GET_ITEM(facts, f), k))[0]
+            ids = <const int*>PyBytes_AS_STRING(pids)
+            for j in range(PyBytes_GET_SIZE(pids) // <Py_ssize_t>sizeof(int)):
+                present.add(ids[j], <int>k)
     return times, facts, present
 
 

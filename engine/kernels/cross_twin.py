@@ -8,6 +8,8 @@ pools present with their lines (``Pools``: listed as the index goes, so a rule a
 them up instead of scanning the request again; most pools are never asked for)."""
 from __future__ import annotations
 
+from array import array
+
 _TIME = "fee_ocur_time"
 
 
@@ -47,8 +49,8 @@ def index_request(lines: list, fields: tuple, memos: tuple, miss, no_facts: tupl
     ``times``: each line's ``fee_ocur_time`` (None: no time of service). ``facts``: per key field (in
     ``fields`` order) each line's facts — ``memos[f][code]``, else ``miss(field, code)`` (which remembers
     them), ``no_facts`` for a line without the field; ``facts[0]`` of a line are the pool ids (ints from 0) it
-    belongs to. ``present``: the pools of the lines that have a time of service (a line without one is in no
-    pool), with their lines (Pools)."""
+    belongs to, packed as C ints (``array('i').tobytes()``). ``present``: the pools of the lines that have a time
+    of service (a line without one is in no pool), with their lines (Pools)."""
     times = [line.get(_TIME) for line in lines]
     facts = []
     for field, memo in zip(fields, memos):
@@ -67,7 +69,7 @@ def index_request(lines: list, fields: tuple, memos: tuple, miss, no_facts: tupl
     for k in range(len(lines)):  # line by line (not field by field): each pool's lines in input order
         if times[k] is not None:
             for per in facts:
-                for pid in per[k][0]:
+                for pid in array("i", per[k][0]):
                     present.add(pid, k)
     return times, facts, present
 
