@@ -444,8 +444,9 @@ class BatchEngine:
     def _cross_findings(self, hits: Hits, cross: set, relevant: dict) -> dict:
         """Findings of cross-line hits from the compiled cross-line rules (inline_cross), one patient at a
         time over the lines the reference would render them from (``relevant``): each patient's lines are
-        one screening request, and each hit takes the finding with its id and outcome. A hit without one
-        (none is expected: inline and reference agree on the same lines) is left to the reference."""
+        one screening request, and each hit is rendered from it as decided here (its window listed again,
+        the line not decided again) and takes the finding with its id and outcome. A hit without one (none
+        is expected: inline and reference agree on the same lines) is left to the reference."""
         from .findings import finding_id
         if self._cross_inline is None:
             from .inline import compile_expr
@@ -469,15 +470,17 @@ class BatchEngine:
             at = f"{table.name}:{table.row_numbers[point]}" if table is not None else "-"
             fid = finding_id(rule.code, at, str(line.get("feedetl_sn")), line.get("mdtrt_id"))
             outcome = VIOLATION if code == OUTCOME_VIOLATION else INSUFFICIENT
-            wanted.setdefault(line["psn_no"], {})[(fid, outcome)] = (j, line)
+            wanted.setdefault(line["psn_no"], []).append((j, line, rule, point, fid, outcome))
+        compiled = {id(c.rule): c for c in self._cross_inline.compiled}
         out = {}
-        for patient, hit_keys in wanted.items():
+        for patient, patient_hits in wanted.items():
             request = self._cross_inline.request(by_patient[patient], None)
-            for line in {id(line): line for _, line in hit_keys.values()}.values():
-                for f in request.screen(line):
-                    got = hit_keys.get((f.finding_id, f.outcome))
-                    if got is not None:
-                        out[got[0]] = f
+            at = {id(line): i for i, line in enumerate(request.lines)}
+            for j, line, rule, point, fid, outcome in patient_hits:
+                c = compiled.get(id(rule))
+                for f in (request.render_decided(c, at[id(line)], point, outcome) or ()) if c is not None else ():
+                    if f.finding_id == fid and f.outcome == outcome:
+                        out[j] = f
         return out
 
     def _compiled_renderers(self, hits: Hits, cross: set) -> dict:

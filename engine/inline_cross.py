@@ -1016,6 +1016,22 @@ class CrossRequest:
         except Tied:  # listing every partner met a tie the decision did not need to look at
             return self._reference_point(c, i, pt)
 
+    def render_decided(self, c: CompiledCrossRule, i: int, point: int, outcome: str) -> list[Finding] | None:
+        """The findings of a hit decided elsewhere (the batch executor): rule ``c`` on line ``i`` for knowledge
+        row ``point`` (-1: a rule without a lookup), rendered as ``render`` renders a hit of ``decisions``
+        (the window listed in full), without deciding the line again. None when the line is not a candidate
+        of that row."""
+        if c.table is None:
+            pt, partner_pools = c.points_all[0]
+        else:  # the row among the line's candidates, as the index found them
+            _, cands, plain = self.facts[self.rules.key_fields.index(c.key_field)][i]
+            found = next((cand for rule, points in (*cands, *(plain[2] if plain else ())) if rule is c
+                          for cand in points if cand[0].index == point), None)
+            if found is None:
+                return None
+            pt, partner_pools = found
+        return self.render((c.slot, c, i, pt, partner_pools, outcome, None))
+
     def _reference_point(self, c: CompiledCrossRule, i: int, pt: "Point") -> list[Finding]:
         """A knowledge row whose lines tie in the total order: the reference decides it (its input-order
         tie-break)."""
