@@ -7,14 +7,38 @@ audit allocates and frees arrays of millions of entries stage after stage and pa
 2026-11-22, on this project's 2-core VM, the cross-line engine at 10M lines spent 4.3 s of system time
 in page faults with the advice and 1.8 s without (benches/RESULTS.md). Plain pages are faulted in
 cheaply, so a batch process turns the advice off.
+
+Arrow's buffers fare the same under its default allocator in pyarrow's wheels, mimalloc, which backs them
+with huge pages: on 2026-11-23 reading the 10M-line cross-line claims (14 columns, one thread) took
+5.5–7.7 s, 3.6–5.9 s of it system time in 16–41k faults, against 2.9–3.7 s (about 1 s system time) from
+jemalloc or the system allocator, three alternations each. A batch process takes Arrow's buffers from
+jemalloc (the system allocator where a build has none), unless ARROW_DEFAULT_MEMORY_POOL names one.
 """
 from __future__ import annotations
 
+import os
+
 
 def advise_plain_pages() -> bool:
-    """Stop numpy advising huge pages for new arrays in this process; returns whether it was on. A
-    process-wide setting: only the batch entry points call it, never a library import."""
+    """Stop numpy advising huge pages for new arrays in this process, and Arrow allocating them (see above);
+    returns whether numpy's advice was on. A process-wide setting: only the batch entry points call it,
+    never a library import."""
     import numpy as np
     core = getattr(np, "_core", None) or getattr(np, "core", None)
     setter = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    plain_arrow_pool()
     return bool(setter(False)) if setter is not None else False
+
+
+def plain_arrow_pool() -> str:
+    """Arrow's default memory pool set to jemalloc, else the system allocator (mimalloc's huge pages are
+    what a batch process avoids), unless ARROW_DEFAULT_MEMORY_POOL chose one; the pool's name."""
+    import pyarrow as pa
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        for make in (pa.jemalloc_memory_pool, pa.system_memory_pool):
+            try:
+                pa.set_memory_pool(make())
+                break
+            except NotImplementedError:  # a build without jemalloc
+                continue
+    return pa.default_memory_pool().backend_name

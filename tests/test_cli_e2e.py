@@ -1,5 +1,8 @@
 """End to end through the CLI on the shipped demo pack: check, test, audit (Parquet and CSV), screen."""
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -150,3 +153,23 @@ def test_audit_turns_off_numpy_huge_page_advice(tmp_path):
         assert setter(True) is False  # the audit left it off
     finally:
         setter(was)
+
+
+def test_audit_takes_arrow_buffers_from_a_plain_page_allocator(tmp_path):
+    """A batch audit process takes Arrow's buffers from jemalloc or the system allocator, not mimalloc (its huge
+    pages cost seconds of faults on a 10M-line read: engine/memory.py), unless ARROW_DEFAULT_MEMORY_POOL
+    chose the pool: each case in a process of its own, as the setting is process-wide."""
+    code = ("import sys, pyarrow as pa\n"
+            "from claimaudit.engine.cli import main\n"
+            "try:\n"
+            "    main(['audit', '--rules', sys.argv[1], sys.argv[2], '--out', sys.argv[3]])\n"
+            "except SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "print(pa.default_memory_pool().backend_name)\n")
+    args = [sys.executable, "-c", code, str(PACK), str(EXAMPLES / "claims.parquet"), str(tmp_path / "f.parquet")]
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    chosen = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
+    assert chosen in ("jemalloc", "system")
+    mine = subprocess.run(args, env={**env, "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}, capture_output=True, text=True,
+                          check=True).stdout.split()[-1]
+    assert mine == "mimalloc"  # the user's choice stands
