@@ -145,14 +145,6 @@ def index_request(list lines, tuple fields, tuple memos, miss, tuple no_facts):
     return times, facts, present
 
 
-cdef inline long _pool_id(object pid) except -1:
-    """A pool id as a C integer (CrossLineRules.pool_id counts from 0)."""
-    cdef long v = PyLong_AsLong(pid)
-    if not 0 <= v < 0x7fffffff:
-        raise ValueError(f"pool id out of range: {pid!r}")
-    return v
-
-
 def passed_over(list facts, list times, Pools present, line, Py_ssize_t i, tuple no_facts):
     """Whether line ``i`` is decided by its code alone: see cross_twin.passed_over."""
     cdef tuple got = <tuple>facts[i]
