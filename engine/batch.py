@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from claimaudit.dsl import ir
+from claimaudit.dsl.parse import no_cyclic_gc
 
 from . import fused
 from . import kernels as kernel_registry
@@ -406,6 +407,10 @@ class BatchEngine:
         Insufficient-data outcomes are re-evaluated for their exact reason (which checks the decision)."""
         if not len(hits):
             return []
+        with no_cyclic_gc():  # the findings live on: see dsl/parse.py
+            return self._findings(hits, lines)
+
+    def _findings(self, hits: Hits, lines: LineColumns) -> list[Finding]:
         from claimaudit.connectors.claims import typed_records
         from claimaudit.dsl.schema import CLAIM_FIELDS
         shown = set(self.input_columns()) | set(_SHOWN_FIELDS)

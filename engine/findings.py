@@ -6,6 +6,8 @@ import json
 import operator
 from dataclasses import dataclass, fields
 
+from claimaudit.dsl.parse import no_cyclic_gc
+
 VIOLATION = "violation"
 INSUFFICIENT = "insufficient_data"
 ROLE_VIOLATING, ROLE_INVOLVED = 1, 2  # 违规项 / 涉及项, as vola_item_type in the national interface
@@ -209,6 +211,11 @@ _PLAIN = tuple(n for n in ("finding_id outcome rule_code rule_name rule_class ru
 def findings_table(findings: list):
     """The findings as an Arrow table of FINDING_SCHEMA: the table ``pa.Table.from_pylist([f.to_record() for f in
     findings], schema=FINDING_SCHEMA)`` gives, without a dict per finding (an audit writes millions)."""
+    with no_cyclic_gc():  # a column per field of every finding: see dsl/parse.py
+        return _findings_table(findings)
+
+
+def _findings_table(findings: list):
     import pyarrow as pa
     plain = dict(zip(_PLAIN, zip(*map(_attr(*_PLAIN), findings)))) if findings else dict.fromkeys(_PLAIN, ())
     kps = [f.knowledge for f in findings]
