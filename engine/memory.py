@@ -16,9 +16,7 @@ jemalloc (the system allocator where a build has none), unless ARROW_DEFAULT_MEM
 """
 from __future__ import annotations
 
-import gc
 import os
-from contextlib import contextmanager
 
 
 def advise_plain_pages() -> bool:
@@ -44,26 +42,3 @@ def plain_arrow_pool() -> str:
             except NotImplementedError:  # a build without jemalloc
                 continue
     return pa.default_memory_pool().backend_name
-
-
-@contextmanager
-def cycle_collection_paused():
-    """Python's cyclic garbage collector paused for a stage that builds many objects which live on (an audit's
-    findings, then their table), restored after. Each of the collector's full collections walks every object
-    alive, and such a stage triggers them as it grows the heap: a 10M-line cross-line audit spent 5.3 s in 10
-    full collections while rendering its findings and 4.3 s in 2 while making their table (2026-11-23,
-    benches/RESULTS.md). Reference counting still frees what the stage drops; cyclic garbage made meanwhile
-    waits for the next full collection. The stage's objects are then moved to the oldest generation (a
-    freeze and unfreeze, unless the process keeps frozen objects of its own): left young, the first collection
-    after the stage walked them all (2.8 s)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        if gc.get_freeze_count() == 0:
-            gc.freeze()
-            gc.unfreeze()
-        gc.enable()
