@@ -30,15 +30,13 @@ def advise_plain_pages() -> bool:
     return bool(setter(False)) if setter is not None else False
 
 
-def plain_arrow_pool() -> str:
+def plain_arrow_pool() -> None:
     """Arrow's default memory pool set to jemalloc, else the system allocator (mimalloc's huge pages are
-    what a batch process avoids), unless ARROW_DEFAULT_MEMORY_POOL chose one; the pool's name."""
+    what a batch process avoids), unless ARROW_DEFAULT_MEMORY_POOL chose one."""
     import pyarrow as pa
-    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        for make in (pa.jemalloc_memory_pool, pa.system_memory_pool):
-            try:
-                pa.set_memory_pool(make())
-                break
-            except NotImplementedError:  # a build without jemalloc
-                continue
-    return pa.default_memory_pool().backend_name
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:  # a build without jemalloc
+        pa.set_memory_pool(pa.system_memory_pool())
